@@ -7,13 +7,16 @@
 #include "cleanup.h"
 
 typedef struct Buf {
-        char *data; /* owned; NUL-terminated when len > 0 or after any append */
-        size_t len;
-        size_t cap;
-        size_t max; /* 0 = unbounded; appends past it fail with -E2BIG */
+	char *data; /* owned; NUL-terminated when len > 0 or after any append */
+	size_t len;
+	size_t cap;
+	size_t max; /* 0 = unbounded; appends past it fail with -E2BIG */
 } Buf;
 
-#define BUF_INIT {0}
+#define BUF_INIT  \
+	{         \
+		0 \
+	}
 
 /* Appends n bytes. 0 or -ENOMEM / -E2BIG; on failure the buffer is unchanged. */
 int buf_append(Buf *b, const void *p, size_t n) _must_check_;
@@ -30,6 +33,6 @@ char *buf_steal(Buf *b);
 
 static inline void buf_donep(Buf *b)
 {
-        buf_done(b);
+	buf_done(b);
 }
 #define _cleanup_buf_ _cleanup_(buf_donep)

@@ -16,26 +16,26 @@
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 
 /* Returns the pointer held in *p and sets *p to NULL. */
-#define TAKE_PTR(p)                                                            \
-        ({                                                                     \
-                __typeof__(p) _take_tmp = (p);                                 \
-                (p) = NULL;                                                    \
-                _take_tmp;                                                     \
-        })
+#define TAKE_PTR(p)                            \
+	({                                     \
+		__typeof__(p) _take_tmp = (p); \
+		(p) = NULL;                    \
+		_take_tmp;                     \
+	})
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Defines static inline void NAMEp(TYPE *p) { if (*p) FUNC(*p); } */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                \
-        static inline void func##p(type *p)                                    \
-        {                                                                      \
-                if (*p)                                                        \
-                        func(*p);                                              \
-        }
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+	static inline void func##p(type *p)     \
+	{                                       \
+		if (*p)                         \
+			func(*p);               \
+	}
 
 static inline void freep(void *p)
 {
-        free(*(void **)p);
+	free(*(void **)p);
 }
 #define _cleanup_free_ _cleanup_(freep)
 
@@ -44,8 +44,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose)
 
 static inline void closep(int *fd)
 {
-        if (*fd >= 0)
-                close(*fd);
+	if (*fd >= 0)
+		close(*fd);
 }
 #define _cleanup_close_ _cleanup_(closep)
 
@@ -56,11 +56,11 @@ static inline void closep(int *fd)
 /* Frees a NULL-terminated array of strings and the array. */
 static inline void strv_free(char **v)
 {
-        if (!v)
-                return;
-        for (char **i = v; *i; i++)
-                free(*i);
-        free(v);
+	if (!v)
+		return;
+	for (char **i = v; *i; i++)
+		free(*i);
+	free(v);
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free)
 #define _cleanup_strv_free_ _cleanup_(strv_freep)

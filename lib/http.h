@@ -17,19 +17,19 @@
 typedef struct HttpClient HttpClient;
 
 typedef struct HttpOptions {
-        const char *ca_file;       /* borrowed; NULL = system store */
-        const char *pinned_pubkey; /* borrowed; "sha256//..." or NULL */
-        bool insecure;             /* skip TLS verification (tests only) */
-        int64_t timeout_ms;        /* whole request; 0 = 30 s */
-        int64_t connect_timeout_ms; /* 0 = 5 s */
-        size_t max_body;           /* 0 = 16 MiB */
+	const char *ca_file; /* borrowed; NULL = system store */
+	const char *pinned_pubkey; /* borrowed; "sha256//..." or NULL */
+	bool insecure; /* skip TLS verification (tests only) */
+	int64_t timeout_ms; /* whole request; 0 = 30 s */
+	int64_t connect_timeout_ms; /* 0 = 5 s */
+	size_t max_body; /* 0 = 16 MiB */
 } HttpOptions;
 
 typedef struct HttpResponse {
-        long status;      /* HTTP status; 0 when no response arrived */
-        Buf body;         /* owned; freed by http_response_clear() */
-        int64_t retry_after_s; /* from Retry-After, or -1 */
-        char error[256];  /* libcurl's message on transport failure */
+	long status; /* HTTP status; 0 when no response arrived */
+	Buf body; /* owned; freed by http_response_clear() */
+	int64_t retry_after_s; /* from Retry-After, or -1 */
+	char error[256]; /* libcurl's message on transport failure */
 } HttpResponse;
 
 /* Returns a new client or NULL (out of memory). opts is copied. */
@@ -59,7 +59,7 @@ int http_urlencode(Buf *b, const char *s) _must_check_;
 /* True when the error means the request may have had its effect. */
 static inline bool http_outcome_unknown(int r)
 {
-        return r == -110 /* ETIMEDOUT */ || r == -104 /* ECONNRESET */ || r == -5 /* EIO */;
+	return r == -110 /* ETIMEDOUT */ || r == -104 /* ECONNRESET */ || r == -5 /* EIO */;
 }
 
 /* Calls curl_global_init once; call from main before threads start. */

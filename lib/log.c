@@ -21,198 +21,198 @@ static size_t n_secrets;
 
 void log_set_level(int level)
 {
-        log_level = level;
+	log_level = level;
 }
 
 int log_get_level(void)
 {
-        return log_level;
+	return log_level;
 }
 
 int log_level_parse(const char *s, int *ret_level)
 {
-        static const struct {
-                const char *name;
-                int level;
-        } t[] = {{"debug", LOG_DEBUG},     {"info", LOG_INFO}, {"notice", LOG_NOTICE},
-                 {"warning", LOG_WARNING}, {"warn", LOG_WARNING}, {"error", LOG_ERR},
-                 {"err", LOG_ERR}};
-        for (size_t i = 0; i < ELEMENTSOF(t); i++)
-                if (strcmp(s, t[i].name) == 0) {
-                        *ret_level = t[i].level;
-                        return 0;
-                }
-        return -EINVAL;
+	static const struct {
+		const char *name;
+		int level;
+	} t[] = {{"debug", LOG_DEBUG},     {"info", LOG_INFO},    {"notice", LOG_NOTICE},
+	         {"warning", LOG_WARNING}, {"warn", LOG_WARNING}, {"error", LOG_ERR},
+	         {"err", LOG_ERR}};
+	for (size_t i = 0; i < ELEMENTSOF(t); i++)
+		if (strcmp(s, t[i].name) == 0) {
+			*ret_level = t[i].level;
+			return 0;
+		}
+	return -EINVAL;
 }
 
 void log_set_journal(bool on)
 {
-        log_journal = on;
+	log_journal = on;
 }
 
 void log_set_fd(int fd)
 {
-        log_fd = fd;
+	log_fd = fd;
 }
 
 void log_register_secret(const char *secret)
 {
-        if (!secret || strlen(secret) < 4)
-                return;
-        pthread_mutex_lock(&secrets_lock);
-        if (n_secrets < ELEMENTSOF(secrets)) {
-                char *c = strdup(secret);
-                if (c)
-                        secrets[n_secrets++] = c;
-        }
-        pthread_mutex_unlock(&secrets_lock);
+	if (!secret || strlen(secret) < 4)
+		return;
+	pthread_mutex_lock(&secrets_lock);
+	if (n_secrets < ELEMENTSOF(secrets)) {
+		char *c = strdup(secret);
+		if (c)
+			secrets[n_secrets++] = c;
+	}
+	pthread_mutex_unlock(&secrets_lock);
 }
 
 static bool detect_journal(void)
 {
-        const char *e = getenv("JOURNAL_STREAM");
-        if (!e)
-                return false;
-        unsigned long long dev, ino;
-        if (sscanf(e, "%llu:%llu", &dev, &ino) != 2)
-                return false;
-        struct stat st;
-        if (fstat(log_fd, &st) < 0)
-                return false;
-        return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+	const char *e = getenv("JOURNAL_STREAM");
+	if (!e)
+		return false;
+	unsigned long long dev, ino;
+	if (sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+		return false;
+	struct stat st;
+	if (fstat(log_fd, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
 static const char *level_name(int level)
 {
-        switch (level) {
-        case LOG_EMERG:
-        case LOG_ALERT:
-        case LOG_CRIT:
-        case LOG_ERR:
-                return "error";
-        case LOG_WARNING:
-                return "warning";
-        case LOG_NOTICE:
-                return "notice";
-        case LOG_INFO:
-                return "info";
-        default:
-                return "debug";
-        }
+	switch (level) {
+	case LOG_EMERG:
+	case LOG_ALERT:
+	case LOG_CRIT:
+	case LOG_ERR:
+		return "error";
+	case LOG_WARNING:
+		return "warning";
+	case LOG_NOTICE:
+		return "notice";
+	case LOG_INFO:
+		return "info";
+	default:
+		return "debug";
+	}
 }
 
 /* Appends s as a JSON string body (without quotes). */
 static int json_escape(Buf *b, const char *s)
 {
-        int r = 0;
-        for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++) {
-                switch (*p) {
-                case '"':
-                        r = buf_puts(b, "\\\"");
-                        break;
-                case '\\':
-                        r = buf_puts(b, "\\\\");
-                        break;
-                case '\n':
-                        r = buf_puts(b, "\\n");
-                        break;
-                case '\r':
-                        r = buf_puts(b, "\\r");
-                        break;
-                case '\t':
-                        r = buf_puts(b, "\\t");
-                        break;
-                default:
-                        if (*p < 0x20)
-                                r = buf_printf(b, "\\u%04x", *p);
-                        else
-                                r = buf_append(b, p, 1);
-                }
-        }
-        return r;
+	int r = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p && r >= 0; p++) {
+		switch (*p) {
+		case '"':
+			r = buf_puts(b, "\\\"");
+			break;
+		case '\\':
+			r = buf_puts(b, "\\\\");
+			break;
+		case '\n':
+			r = buf_puts(b, "\\n");
+			break;
+		case '\r':
+			r = buf_puts(b, "\\r");
+			break;
+		case '\t':
+			r = buf_puts(b, "\\t");
+			break;
+		default:
+			if (*p < 0x20)
+				r = buf_printf(b, "\\u%04x", *p);
+			else
+				r = buf_append(b, p, 1);
+		}
+	}
+	return r;
 }
 
 /* Replaces every registered secret inside b's data by [redacted]. */
 static void redact(Buf *b)
 {
-        pthread_mutex_lock(&secrets_lock);
-        for (size_t i = 0; i < n_secrets; i++) {
-                size_t sl = strlen(secrets[i]);
-                char *hit;
-                while (b->data && (hit = strstr(b->data, secrets[i]))) {
-                        static const char rep[] = "[redacted]";
-                        size_t off = (size_t)(hit - b->data);
-                        size_t tail = b->len - off - sl;
-                        if (sl >= sizeof rep - 1) {
-                                memcpy(hit, rep, sizeof rep - 1);
-                                memmove(hit + sizeof rep - 1, hit + sl, tail + 1);
-                                b->len -= sl - (sizeof rep - 1);
-                        } else {
-                                memset(hit, '*', sl);
-                        }
-                }
-        }
-        pthread_mutex_unlock(&secrets_lock);
+	pthread_mutex_lock(&secrets_lock);
+	for (size_t i = 0; i < n_secrets; i++) {
+		size_t sl = strlen(secrets[i]);
+		char *hit;
+		while (b->data && (hit = strstr(b->data, secrets[i]))) {
+			static const char rep[] = "[redacted]";
+			size_t off = (size_t)(hit - b->data);
+			size_t tail = b->len - off - sl;
+			if (sl >= sizeof rep - 1) {
+				memcpy(hit, rep, sizeof rep - 1);
+				memmove(hit + sizeof rep - 1, hit + sl, tail + 1);
+				b->len -= sl - (sizeof rep - 1);
+			} else {
+				memset(hit, '*', sl);
+			}
+		}
+	}
+	pthread_mutex_unlock(&secrets_lock);
 }
 
 void log_fields(int level, const char *const *fields, const char *fmt, ...)
 {
-        if (level > log_level)
-                return;
-        int saved_errno = errno;
-        if (log_journal < 0)
-                log_journal = detect_journal();
+	if (level > log_level)
+		return;
+	int saved_errno = errno;
+	if (log_journal < 0)
+		log_journal = detect_journal();
 
-        _cleanup_buf_ Buf msg = BUF_INIT;
-        va_list ap;
-        va_start(ap, fmt);
-        int r = buf_vprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                goto out;
+	_cleanup_buf_ Buf msg = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = buf_vprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		goto out;
 
-        _cleanup_buf_ Buf line = BUF_INIT;
-        if (log_journal) {
-                /* Native journal stream: "<N>message key=value ..." lines. */
-                r = buf_printf(&line, "<%d>%s", level, msg.data ? msg.data : "");
-                for (size_t i = 0; r >= 0 && fields && fields[i] && fields[i + 1]; i += 2)
-                        r = buf_printf(&line, " %s=%s", fields[i], fields[i + 1]);
-                for (char *c = line.data; c && *c; c++)
-                        if (*c == '\n')
-                                *c = ' ';
-        } else {
-                char ts[40];
-                time_format_rfc3339(now_wall_ms(), ts, sizeof ts);
-                r = buf_printf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
-                               level_name(level));
-                if (r >= 0)
-                        r = json_escape(&line, msg.data ? msg.data : "");
-                if (r >= 0)
-                        r = buf_puts(&line, "\"");
-                for (size_t i = 0; r >= 0 && fields && fields[i]; i += 2) {
-                        const char *v = fields[i + 1];
-                        if (!v)
-                                break;
-                        r = buf_puts(&line, ",\"");
-                        if (r >= 0)
-                                r = json_escape(&line, fields[i]);
-                        if (r >= 0)
-                                r = buf_puts(&line, "\":\"");
-                        if (r >= 0)
-                                r = json_escape(&line, v);
-                        if (r >= 0)
-                                r = buf_puts(&line, "\"");
-                }
-                if (r >= 0)
-                        r = buf_puts(&line, "}");
-        }
-        if (r >= 0)
-                r = buf_puts(&line, "\n");
-        if (r < 0)
-                goto out;
-        redact(&line);
-        ssize_t w = write(log_fd, line.data, line.len);
-        (void)w;
+	_cleanup_buf_ Buf line = BUF_INIT;
+	if (log_journal) {
+		/* Native journal stream: "<N>message key=value ..." lines. */
+		r = buf_printf(&line, "<%d>%s", level, msg.data ? msg.data : "");
+		for (size_t i = 0; r >= 0 && fields && fields[i] && fields[i + 1]; i += 2)
+			r = buf_printf(&line, " %s=%s", fields[i], fields[i + 1]);
+		for (char *c = line.data; c && *c; c++)
+			if (*c == '\n')
+				*c = ' ';
+	} else {
+		char ts[40];
+		time_format_rfc3339(now_wall_ms(), ts, sizeof ts);
+		r = buf_printf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
+		               level_name(level));
+		if (r >= 0)
+			r = json_escape(&line, msg.data ? msg.data : "");
+		if (r >= 0)
+			r = buf_puts(&line, "\"");
+		for (size_t i = 0; r >= 0 && fields && fields[i]; i += 2) {
+			const char *v = fields[i + 1];
+			if (!v)
+				break;
+			r = buf_puts(&line, ",\"");
+			if (r >= 0)
+				r = json_escape(&line, fields[i]);
+			if (r >= 0)
+				r = buf_puts(&line, "\":\"");
+			if (r >= 0)
+				r = json_escape(&line, v);
+			if (r >= 0)
+				r = buf_puts(&line, "\"");
+		}
+		if (r >= 0)
+			r = buf_puts(&line, "}");
+	}
+	if (r >= 0)
+		r = buf_puts(&line, "\n");
+	if (r < 0)
+		goto out;
+	redact(&line);
+	ssize_t w = write(log_fd, line.data, line.len);
+	(void)w;
 out:
-        errno = saved_errno;
+	errno = saved_errno;
 }
