@@ -232,8 +232,15 @@ static json_t *compile_schema(Loader *l, const Node *n, const Node *key)
 	size_t i;
 	json_array_foreach(json_object_get(s, "required"), i, v)
 	{
-		if (!json_object_get(json_object_get(s, "properties"), json_string_value(v))) {
+		const json_t *p =
+		    json_object_get(json_object_get(s, "properties"), json_string_value(v));
+		if (!p) {
 			spec_conv_error(c, n, "required field %s is not among the properties",
+			                json_string_value(v));
+			ok = false;
+		} else if (json_object_get(p, "default")) {
+			spec_conv_error(c, n,
+			                "required field %s has a default, which never applies",
 			                json_string_value(v));
 			ok = false;
 		}
