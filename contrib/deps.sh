@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential pkg-config clang libclang-rt-14-dev clang-format
 libcurl4-openssl-dev libyaml-dev libpq-dev libjansson-dev libsystemd-dev
 libssl-dev libcmocka-dev libmicrohttpd-dev postgresql postgresql-contrib
-curl valgrind systemd"
+curl jq valgrind systemd"
 missing=""
 for p in $PKGS; do
         st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
