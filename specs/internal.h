@@ -11,14 +11,7 @@
 
 #include "specs/crd.h"
 #include "specs/errors.h"
-
-/* Bounds on everything the input controls (a spec is a few hundred bytes). */
-#define SPEC_MAX_INPUT (1024 * 1024) /* bytes of one file or stdin */
-#define SPEC_MAX_DEPTH 32 /* nesting of mappings and sequences */
-#define SPEC_MAX_DOCS 256 /* documents in one input */
-#define SPEC_MAX_ENTRIES 512 /* entries of one mapping or sequence */
-#define SPEC_MAX_NODES 20000 /* nodes in one input */
-#define SPEC_MAX_SCALAR (64 * 1024) /* bytes of one scalar */
+#include "specs/spec.h"
 
 typedef enum NodeType {
 	NODE_SCALAR,

@@ -48,6 +48,14 @@
 
 #define SPEC_API_VERSION "zlh.dev/v1"
 
+/* Bounds on everything the input controls (a spec is a few hundred bytes). */
+#define SPEC_MAX_INPUT (1024 * 1024) /* bytes of one file or stdin */
+#define SPEC_MAX_DEPTH 32 /* nesting of mappings and sequences */
+#define SPEC_MAX_DOCS 256 /* documents in one input */
+#define SPEC_MAX_ENTRIES 512 /* entries of one mapping or sequence */
+#define SPEC_MAX_NODES 20000 /* nodes in one input */
+#define SPEC_MAX_SCALAR (64 * 1024) /* bytes of one scalar */
+
 /* Metadata limits (see METADATA RULES above). */
 #define SPEC_NAME_PATTERN "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 #define SPEC_OWNER_PATTERN "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
