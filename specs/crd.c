@@ -337,6 +337,14 @@ static const struct {
     {"short", "^[a-z][a-z0-9]{0,15}$", offsetof(Crd, short_name)},
 };
 
+static bool present(const Node *map, const char *key)
+{
+	for (size_t i = 0; i < map->n; i++)
+		if (strcmp(map->keys[i]->text, key) == 0)
+			return true;
+	return false;
+}
+
 static int load_one(const char *file, const char *data, size_t len, Crd *ret, SpecErrors *errs)
 {
 	_cleanup_(spec_node_docs_clear) NodeDocs docs = {0};
@@ -367,7 +375,7 @@ static int load_one(const char *file, const char *data, size_t len, Crd *ret, Sp
 	}
 	bool seen[ELEMENTSOF(crd_fields)] = {0};
 	bool seen_schema = false;
-	for (size_t i = 0; ok && i < root->n; i++) {
+	for (size_t i = 0; root->type == NODE_MAP && i < root->n; i++) {
 		const Node *kn = root->keys[i], *vn = root->vals[i];
 		size_t saved = spec_path_push_key(&l.conv.path, kn->text);
 		size_t f;
@@ -413,14 +421,14 @@ static int load_one(const char *file, const char *data, size_t len, Crd *ret, Sp
 		}
 		spec_path_pop(&l.conv.path, saved);
 	}
-	for (size_t f = 0; ok && f < ELEMENTSOF(crd_fields); f++)
-		if (!seen[f]) {
+	for (size_t f = 0; root->type == NODE_MAP && f < ELEMENTSOF(crd_fields); f++)
+		if (!seen[f] && !present(root, crd_fields[f].key)) {
 			size_t saved = spec_path_push_key(&l.conv.path, crd_fields[f].key);
 			spec_conv_error(&l.conv, root, "required field is missing");
 			spec_path_pop(&l.conv.path, saved);
 			ok = false;
 		}
-	if (ok && !seen_schema) {
+	if (root->type == NODE_MAP && !seen_schema && !present(root, "schema")) {
 		size_t saved = spec_path_push_key(&l.conv.path, "schema");
 		spec_conv_error(&l.conv, root, "required field is missing");
 		spec_path_pop(&l.conv.path, saved);

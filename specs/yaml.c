@@ -127,8 +127,8 @@ size_t spec_path_push_key(Path *p, const char *key)
 			path_append(p, ".", 1);
 		path_append(p, key, strlen(key));
 	} else {
-		_cleanup_free_ char *q =
-		    json_dumps(json_string(key) ?: json_null(), JSON_ENCODE_ANY | JSON_COMPACT);
+		_cleanup_json_ json_t *k = json_string(key);
+		_cleanup_free_ char *q = k ? json_dumps(k, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 		path_append(p, "[", 1);
 		if (q)
 			path_append(p, q, strlen(q));
