@@ -78,6 +78,10 @@ int store_errno_from_sqlstate(const char *s)
 		return -ENOENT;
 	if (strcmp(s, "ZL005") == 0)
 		return -EADDRINUSE;
+	if (strcmp(s, "ZL006") == 0) /* 002_runtime.sql: stale lease epoch */
+		return -ESTALE;
+	if (strcmp(s, "ZL007") == 0) /* 002_runtime.sql: server locked elsewhere */
+		return -EBUSY;
 	if (strncmp(s, "08", 2) == 0)
 		return -ECONNRESET;
 	if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0)

@@ -15,6 +15,8 @@
  *   ZL003 request_id reused             -EEXIST     (exit 5)
  *   ZL004 no such server                -ENOENT     (exit 4)
  *   ZL005 hostname taken                -EADDRINUSE (exit 5)
+ *   ZL006 stale lease epoch (002)       -ESTALE
+ *   ZL007 server locked elsewhere (002) -EBUSY
  *   class 08 / connection lost          -ECONNRESET (exit 3)
  *   40001, 40P01 (serialization, deadlock) -EAGAIN  (retry the transaction)
  *   57014 (statement timeout, cancel)   -ETIMEDOUT

@@ -220,6 +220,125 @@ BEGIN
 END
 $$;
 
+-- Formats of the schema language, exactly as specs/validate.c checks them
+-- (spec_is_duration = lib duration_parse, spec_is_datetime).
+CREATE FUNCTION zlh.is_duration(s text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	m     text[];
+	total numeric := 0;
+	v     numeric;
+BEGIN
+	IF s !~ '^([0-9]+(ms|s|m|h|d))+$' THEN
+		RETURN false;
+	END IF;
+	FOR m IN SELECT regexp_matches(s, '([0-9]+)(ms|s|m|h|d)', 'g') LOOP
+		v := m[1]::numeric;
+		IF v > 106751991167 THEN -- INT64_MAX / 86400000: duration_parse's bound
+			RETURN false;
+		END IF;
+		total := total + v * CASE m[2] WHEN 'ms' THEN 1 WHEN 's' THEN 1000
+			WHEN 'm' THEN 60000 WHEN 'h' THEN 3600000 ELSE 86400000 END;
+	END LOOP;
+	RETURN total <= 9223372036854775807;
+END
+$$;
+
+-- RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), T and Z in either
+-- case, real calendar dates, seconds up to 60 (leap second).
+CREATE FUNCTION zlh.is_datetime(s text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	m   text[];
+	y   integer;
+	mo  integer;
+	d   integer;
+	dim integer;
+BEGIN
+	m := regexp_match(s, '^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-]([0-9]{2}):([0-9]{2}))$');
+	IF m IS NULL THEN
+		RETURN false;
+	END IF;
+	y := m[1]::integer;
+	mo := m[2]::integer;
+	d := m[3]::integer;
+	IF mo < 1 OR mo > 12 OR d < 1 THEN
+		RETURN false;
+	END IF;
+	dim := (ARRAY[31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[mo];
+	IF mo = 2 AND ((y % 4 = 0 AND y % 100 <> 0) OR y % 400 = 0) THEN
+		dim := 29;
+	END IF;
+	IF d > dim OR m[4]::integer > 23 OR m[5]::integer > 59 OR m[6]::integer > 60 THEN
+		RETURN false;
+	END IF;
+	IF m[9] IS NOT NULL AND (m[9]::integer > 23 OR m[10]::integer > 59) THEN
+		RETURN false;
+	END IF;
+	RETURN true;
+END
+$$;
+
+-- The canonical text of a JSON value, byte for byte what specs'
+-- spec_canonical_json (jansson, JSON_COMPACT | JSON_SORT_KEYS) prints:
+-- keys sorted by byte order, no whitespace, UTF-8 as is, only " \ and
+-- control characters escaped (\b \f \n \r \t, else \u00XX upper case).
+-- servers.spec_hash is the hex SHA-256 of canonical_json(spec), so it equals
+-- spec_hash() computed in C.
+CREATE FUNCTION zlh.json_string(s text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	out text := '"';
+	c   text;
+	n   integer;
+BEGIN
+	IF s !~ '[\x01-\x1f]' THEN
+		RETURN to_json(s)::text; -- escapes only " and \ then
+	END IF;
+	FOREACH c IN ARRAY regexp_split_to_array(s, '') LOOP
+		n := ascii(c);
+		out := out || CASE
+			WHEN c = '"' THEN '\"'
+			WHEN c = '\' THEN '\\'
+			WHEN n = 8 THEN '\b'
+			WHEN n = 12 THEN '\f'
+			WHEN n = 10 THEN '\n'
+			WHEN n = 13 THEN '\r'
+			WHEN n = 9 THEN '\t'
+			WHEN n < 32 THEN '\u' || upper(lpad(to_hex(n), 4, '0'))
+			ELSE c END;
+	END LOOP;
+	RETURN out || '"';
+END
+$$;
+
+CREATE FUNCTION zlh.canonical_json(v jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	CASE jsonb_typeof(v)
+	WHEN 'object' THEN
+		RETURN '{' || coalesce((SELECT string_agg(zlh.json_string(e.key) || ':' ||
+		                                          zlh.canonical_json(e.value), ','
+		                                          ORDER BY e.key COLLATE "C")
+		                        FROM jsonb_each(v) e), '') || '}';
+	WHEN 'array' THEN
+		RETURN '[' || coalesce((SELECT string_agg(zlh.canonical_json(a.value), ','
+		                                          ORDER BY a.i)
+		                        FROM jsonb_array_elements(v) WITH ORDINALITY a(value, i)),
+		                       '') || ']';
+	WHEN 'string' THEN
+		RETURN zlh.json_string(v #>> '{}');
+	ELSE
+		RETURN v::text; -- integer, boolean, null
+	END CASE;
+END
+$$;
+
+CREATE FUNCTION zlh.json_hash(v jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+	SELECT encode(sha256(convert_to(zlh.canonical_json(v), 'UTF8')), 'hex')
+$$;
+
 -- Validates val (never SQL NULL) against one node of a kind's schema (the
 -- language described at the top of crds/gameserver.yaml) and returns it
 -- with defaults filled: an absent property with a default gets the default,
@@ -237,7 +356,6 @@ DECLARE
 	n    numeric;
 	i    integer;
 	len  integer;
-	ts   timestamptz;
 BEGIN
 	IF vt = 'null' THEN
 		IF coalesce(sch -> 'nullable' = 'true'::jsonb, false) THEN
@@ -319,25 +437,22 @@ BEGIN
 		END IF;
 		CASE sch ->> 'format'
 		WHEN 'duration' THEN
-			IF s !~ '^([0-9]+(ms|s|m|h|d))+$' THEN
+			IF NOT zlh.is_duration(s) THEN
 				PERFORM zlh.invalid(path, format(
-					'%s is not a duration (number+unit pairs: ms, s, m, h, d, e.g. 6h or 1h30m)',
-					val::text));
+					'%s is not a duration (like 30s, 5m, 6h, 1h30m)', val::text));
 			END IF;
 		WHEN 'uuid' THEN
 			IF s !~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN
-				PERFORM zlh.invalid(path, format('%s is not a UUID', val::text));
+				PERFORM zlh.invalid(path, format(
+					'%s is not a UUID (like 0b4c3a52-7f0e-4d55-9d0f-2f1c8e4b6a10)',
+					val::text));
 			END IF;
 		WHEN 'date-time' THEN
-			IF s !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$' THEN
+			IF NOT zlh.is_datetime(s) THEN
 				PERFORM zlh.invalid(path, format(
-					'%s is not an RFC 3339 date-time (e.g. 2025-01-31T04:00:00Z)', val::text));
+					'%s is not an RFC 3339 date-time (like 2025-01-31T12:00:00Z)',
+					val::text));
 			END IF;
-			BEGIN
-				ts := s::timestamptz;
-			EXCEPTION WHEN data_exception THEN
-				PERFORM zlh.invalid(path, format('%s is not a valid date-time', val::text));
-			END;
 		ELSE
 			NULL;
 		END CASE;
@@ -359,33 +474,37 @@ BEGIN
 END
 $$;
 
--- labels / annotations: an object of strings (null or absent = {}).
-CREATE FUNCTION zlh.string_map(val jsonb, path text, max_value integer) RETURNS jsonb
+-- labels / annotations: an object of strings (absent = {}), the METADATA
+-- RULES of specs/spec.h: at most 64 entries, keys 1..253 characters, values
+-- 0..1024 characters.
+CREATE FUNCTION zlh.string_map(val jsonb, path text) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	k text;
 	v jsonb;
 BEGIN
-	IF val IS NULL OR jsonb_typeof(val) = 'null' THEN
+	IF val IS NULL THEN
 		RETURN '{}';
 	END IF;
 	IF jsonb_typeof(val) <> 'object' THEN
-		PERFORM zlh.invalid(path, format('expected object, got %s', jsonb_typeof(val)));
+		PERFORM zlh.invalid(path, format('expected a mapping of strings to strings, got %s',
+		                                 jsonb_typeof(val)));
 	END IF;
 	IF (SELECT count(*) FROM jsonb_object_keys(val)) > 64 THEN
-		PERFORM zlh.invalid(path, 'more than 64 entries');
+		PERFORM zlh.invalid(path, format('%s entries are more than the maximum 64',
+		                                 (SELECT count(*) FROM jsonb_object_keys(val))));
 	END IF;
-	FOR k, v IN SELECT key, value FROM jsonb_each(val) ORDER BY key LOOP
-		IF k !~ '^[A-Za-z0-9]([A-Za-z0-9_./-]{0,251}[A-Za-z0-9])?$' THEN
-			PERFORM zlh.invalid(path, format('%s is not a valid key', to_jsonb(k)::text));
+	FOR k, v IN SELECT e.key, e.value FROM jsonb_each(val) e ORDER BY e.key LOOP
+		IF char_length(k) < 1 OR char_length(k) > 253 THEN
+			PERFORM zlh.invalid(path || '.' || k, 'keys are 1 to 253 characters long');
 		END IF;
 		IF jsonb_typeof(v) <> 'string' THEN
 			PERFORM zlh.invalid(path || '.' || k,
 				format('expected string, got %s', jsonb_typeof(v)));
 		END IF;
-		IF char_length(v #>> '{}') > max_value THEN
-			PERFORM zlh.invalid(path || '.' || k,
-				format('length %s exceeds maxLength %s', char_length(v #>> '{}'), max_value));
+		IF char_length(v #>> '{}') > 1024 THEN
+			PERFORM zlh.invalid(path || '.' || k, format(
+				'length %s exceeds maxLength 1024', char_length(v #>> '{}')));
 		END IF;
 	END LOOP;
 	RETURN val;
@@ -522,8 +641,8 @@ BEGIN
 			'%s is not a valid owner (1-64 of A-Z, a-z, 0-9, _, ., @, -, starting alphanumeric)',
 			(meta -> 'owner')::text));
 	END IF;
-	v_labels := zlh.string_map(meta -> 'labels', 'metadata.labels', 256);
-	v_annot := zlh.string_map(meta -> 'annotations', 'metadata.annotations', 4096);
+	v_labels := zlh.string_map(meta -> 'labels', 'metadata.labels');
+	v_annot := zlh.string_map(meta -> 'annotations', 'metadata.annotations');
 
 	-- Spec: defaults filled, everything re-checked.
 	IF NOT doc ? 'spec' THEN
@@ -592,7 +711,7 @@ BEGIN
 	IF cur.uid IS NULL THEN
 		INSERT INTO zlh.servers (kind, owner, name, generation, spec, spec_hash, labels, annotations)
 		VALUES (v_kind, v_owner, v_name, 1, v_spec,
-		        encode(sha256(convert_to(v_spec::text, 'UTF8')), 'hex'), v_labels, v_annot)
+		        zlh.json_hash(v_spec), v_labels, v_annot)
 		RETURNING uid, generation INTO v_uid, v_gen;
 		v_created := true;
 		v_changed := true;
@@ -608,7 +727,7 @@ BEGIN
 		END IF;
 		IF v_changed THEN
 			UPDATE zlh.servers SET generation = v_gen, spec = v_spec,
-				spec_hash = encode(sha256(convert_to(v_spec::text, 'UTF8')), 'hex'),
+				spec_hash = zlh.json_hash(v_spec),
 				labels = v_labels, annotations = v_annot, updated_at = now()
 			WHERE uid = v_uid;
 		END IF;
