@@ -96,7 +96,8 @@ void spec_path_pop(Path *p, size_t saved);
 typedef struct Conv {
 	const char *file;
 	SpecErrors *errs;
-	const RegexCache *rx;
+	const RegexCache *rx; /* patterns are looked up here, */
+	const RegexCache *rx2; /* then here (may be NULL) */
 	bool apply_defaults;
 	Path path;
 	int oom; /* set when an allocation failed */

@@ -254,6 +254,7 @@ static json_t *conv_doc(Conv *c, const CrdSet *crds, const Node *root, const Crd
 
 	if (spec && crd) {
 		size_t saved = spec_path_push_key(&c->path, "spec");
+		c->rx2 = crd->regex;
 		json_t *s = spec_convert(c, spec, spec_k, crd->schema);
 		if (!s || json_object_set_new(doc, "spec", s) < 0)
 			ok = false;
@@ -283,26 +284,16 @@ static int convert_all(const CrdSet *crds, const char *file, const NodeDocs *nd,
 		spec_regex_clear(&mrx);
 		return r == -EINVAL ? -EIO : r;
 	}
-	/* All CRDs' patterns plus the metadata ones, borrowed. */
-	size_t total = mrx.n;
-	for (size_t i = 0; crds && i < crds->n; i++)
-		total += crds->items[i].regex ? crds->items[i].regex->n : 0;
-	RegexCache all = {.items = calloc(total ? total : 1, sizeof(RegexEntry))};
 	_cleanup_spec_docs_ SpecDocs docs = {0};
 	docs.items = calloc(nd->n ? nd->n : 1, sizeof *docs.items);
-	if (!all.items || !docs.items) {
+	if (!docs.items) {
 		r = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < mrx.n; i++)
-		all.items[all.n++] = mrx.items[i];
-	for (size_t i = 0; crds && i < crds->n; i++)
-		for (size_t j = 0; crds->items[i].regex && j < crds->items[i].regex->n; j++)
-			all.items[all.n++] = crds->items[i].regex->items[j];
 
 	bool failed = false;
 	for (size_t i = 0; i < nd->n; i++) {
-		Conv c = {.file = file, .errs = errs, .rx = &all, .apply_defaults = true};
+		Conv c = {.file = file, .errs = errs, .rx = &mrx, .apply_defaults = true};
 		if (array)
 			spec_path_push_index(&c.path, i);
 		const Crd *crd = NULL;
@@ -336,7 +327,6 @@ static int convert_all(const CrdSet *crds, const char *file, const NodeDocs *nd,
 	docs = (SpecDocs){0};
 	r = 0;
 out:
-	free(all.items);
 	spec_regex_clear(&mrx);
 	return r;
 }

@@ -297,6 +297,8 @@ bool spec_check_string(Conv *c, const Node *n, const char *s, size_t len, const 
 	}
 	if ((j = kw(schema, "pattern"))) {
 		const regex_t *re = spec_regex_get(c->rx, json_string_value(j));
+		if (!re)
+			re = spec_regex_get(c->rx2, json_string_value(j));
 		if (!re || regexec(re, s, 0, NULL, 0) != 0) {
 			_cleanup_free_ char *rep = spec_text_repr(s, len);
 			spec_conv_error(c, n, "%s does not match %s", rep ? rep : "?",
