@@ -549,14 +549,17 @@ DECLARE
 	v_changed boolean := false;
 	result    jsonb;
 BEGIN
+	-- The per-owner lock below only works when each statement sees what the
+	-- previous lock holder committed.
 	IF current_setting('transaction_isolation') = 'repeatable read' THEN
-		RAISE EXCEPTION 'zlh.apply_server needs READ COMMITTED or SERIALIZABLE isolation';
+		RAISE EXCEPTION USING ERRCODE = 'invalid_transaction_state',
+			MESSAGE = 'zlh.apply_server needs READ COMMITTED or SERIALIZABLE isolation';
 	END IF;
 	IF doc IS NULL OR jsonb_typeof(doc) <> 'object' THEN
 		PERFORM zlh.invalid('', 'the document must be a JSON object');
 	END IF;
-	IF octet_length(doc::text) > 65536 THEN
-		PERFORM zlh.invalid('', 'the document is larger than 64 KiB');
+	IF octet_length(doc::text) > 262144 THEN
+		PERFORM zlh.invalid('', 'the document is larger than 256 KiB');
 	END IF;
 
 	-- Request idempotency first: a repeat answers as the first call did.

@@ -220,6 +220,39 @@ static void migrate__twice_and_concurrently__applied_once(void **state)
 	    sql_int(c, "SELECT max_memory_mib FROM zlh.quotas WHERE owner = '*'", NULL, NULL),
 	    262144);
 
+	/* Kinds are upserted on every run: a changed default takes effect. */
+	_cleanup_json_ json_t *kinds2 = json_deep_copy(g_kinds);
+	size_t i;
+	json_t *k;
+	json_array_foreach(kinds2, i, k)
+	{
+		if (strcmp(json_string_value(json_object_get(k, "kind")), "GameServer") != 0)
+			continue;
+		json_t *mem = json_object_get(
+		    json_object_get(
+		        json_object_get(json_object_get(json_object_get(k, "schema"), "properties"),
+		                        "resources"),
+		        "properties"),
+		    "memoryMiB");
+		assert_non_null(mem);
+		json_object_set_new(mem, "default", json_integer(2048));
+	}
+	assert_int_equal(store_migrate(c, g_migrations, kinds2, &err), 0);
+	_cleanup_json_ json_t *d = gs("kinds", "k1", NULL);
+	json_t *res = NULL;
+	assert_int_equal(store_apply_server(c, d, NULL, &res, &err), 0);
+	json_decref(res);
+	assert_int_equal(
+	    sql_int(c,
+	            "SELECT (spec #>> '{resources,memoryMiB}')::bigint FROM zlh.servers"
+	            " WHERE owner = 'kinds'",
+	            NULL, NULL),
+	    2048);
+	/* Malformed kinds are refused before anything is sent. */
+	_cleanup_json_ json_t *badk = jq("[{'kind':'X','apiVersion':'zlh.dev/v1','plural':'xs'}]");
+	assert_int_equal(store_migrate(c, g_migrations, badk, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "kinds[0].schema"));
+
 	/* A recorded migration whose file changed is refused, not re-run. */
 	_cleanup_free_ char *dir = tu_tempdir();
 	assert_non_null(dir);
@@ -447,10 +480,12 @@ static void apply__spec_hash__equals_c_spec_hash(void **state)
 
 typedef struct ApplyArg {
 	const json_t *doc;
+	const char *request_id;
 	pthread_barrier_t *barrier;
 	int r;
 	int64_t generation;
 	bool created;
+	char *answer; /* the result, canonical text */
 	StoreError err;
 } ApplyArg;
 
@@ -462,10 +497,11 @@ static void *apply_thread(void *p)
 	pthread_barrier_wait(a->barrier);
 	if (a->r >= 0) {
 		json_t *res = NULL;
-		a->r = store_apply_server(c, a->doc, NULL, &res, &a->err);
+		a->r = store_apply_server(c, a->doc, a->request_id, &res, &a->err);
 		if (a->r >= 0) {
 			a->generation = json_integer_value(json_object_get(res, "generation"));
 			a->created = json_is_true(json_object_get(res, "created"));
+			a->answer = json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS);
 		}
 		json_decref(res);
 	}
@@ -489,6 +525,13 @@ static void run_concurrently(ApplyArg *a, size_t n)
 	pthread_barrier_destroy(&barrier);
 }
 
+static void args_clear(ApplyArg *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(a[i].answer);
+	memset(a, 0, n * sizeof *a);
+}
+
 static void apply__50_concurrent_identical__one_row_generation_1(void **state)
 {
 	(void)state;
@@ -507,6 +550,7 @@ static void apply__50_concurrent_identical__one_row_generation_1(void **state)
 		created += a[i].created;
 	}
 	assert_int_equal(created, 1);
+	args_clear(a, N);
 	PGconn *c = conn_new(g_conninfo);
 	assert_int_equal(count_owner(c, "conc"), 1);
 	assert_int_equal(
@@ -550,6 +594,7 @@ static void apply__20_concurrent_at_quota_edge__never_exceeded(void **state)
 		}
 		json_decref(docs[i]);
 	}
+	args_clear(a, N);
 	assert_int_equal(ok, 2);
 	assert_int_equal(count_owner(c, "edge"), 5);
 
@@ -571,6 +616,7 @@ static void apply__20_concurrent_at_quota_edge__never_exceeded(void **state)
 			assert_int_equal(a[i].r, -EDQUOT);
 		json_decref(docs[i]);
 	}
+	args_clear(a, N);
 	assert_int_equal(ok, 3);
 	assert_int_equal(count_owner(c, "edge-mem"), 3);
 
@@ -598,6 +644,65 @@ static void apply__20_concurrent_at_quota_edge__never_exceeded(void **state)
 	assert_int_equal(store_quota_set(c, "*", 50, 262144, &err), 0);
 	assert_int_equal(store_quota_set(c, "bad owner", 1, 1, &err), -EINVAL);
 	assert_int_equal(store_quota_set(c, "x", -1, 1, &err), -EINVAL);
+	PQfinish(c);
+}
+
+static void apply__concurrent_same_hostname_other_owners__one_wins(void **state)
+{
+	(void)state;
+	enum { N = 10 };
+	json_t *docs[N];
+	ApplyArg a[N];
+	memset(a, 0, sizeof a);
+	for (int i = 0; i < N; i++) {
+		char owner[32];
+		snprintf(owner, sizeof owner, "hrace-%d", i);
+		docs[i] = gs(owner, "srv", "'hostname':'race-host'");
+		a[i].doc = docs[i];
+	}
+	run_concurrently(a, N);
+	int ok = 0;
+	for (int i = 0; i < N; i++) {
+		if (a[i].r == 0)
+			ok++;
+		else if (a[i].r != -EADDRINUSE)
+			fail_msg("apply %d: %d %s %s", i, a[i].r, a[i].err.sqlstate,
+			         a[i].err.message);
+		json_decref(docs[i]);
+	}
+	args_clear(a, N);
+	assert_int_equal(ok, 1);
+	PGconn *c = conn_new(g_conninfo);
+	assert_int_equal(sql_int(c,
+	                         "SELECT count(*) FROM zlh.servers WHERE spec->>'hostname' ="
+	                         " 'race-host'",
+	                         NULL, NULL),
+	                 1);
+	PQfinish(c);
+}
+
+static void apply__concurrent_same_request_id__one_answer(void **state)
+{
+	(void)state;
+	enum { N = 10 };
+	_cleanup_json_ json_t *d = gs("rrace", "srv", NULL);
+	ApplyArg a[N];
+	memset(a, 0, sizeof a);
+	for (int i = 0; i < N; i++) {
+		a[i].doc = d;
+		a[i].request_id = "7a0c1e0a-8a57-4b1e-9d43-1d2b7a1f0c99";
+	}
+	run_concurrently(a, N);
+	for (int i = 0; i < N; i++) {
+		if (a[i].r < 0)
+			fail_msg("apply %d: %d %s", i, a[i].r, a[i].err.message);
+		/* Every caller gets the first answer, created:true included. */
+		assert_string_equal(a[i].answer, a[0].answer);
+		assert_true(a[i].created);
+	}
+	args_clear(a, N);
+	PGconn *c = conn_new(g_conninfo);
+	assert_int_equal(count_owner(c, "rrace"), 1);
 	PQfinish(c);
 }
 
@@ -939,6 +1044,12 @@ static void apply__several_docs_in_one_transaction__all_or_nothing(void **state)
 	json_decref(res);
 	assert_int_equal(store_commit(c, &err), 0);
 	assert_int_equal(count_owner(c, "txn"), 2);
+
+	/* REPEATABLE READ would defeat the per-owner serialization: refused. */
+	assert_int_equal(sqlp(c, NULL, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL), 0);
+	assert_true(apply(c, a, NULL, &res, &err) < 0);
+	assert_non_null(strstr(err.message, "READ COMMITTED"));
+	assert_int_equal(store_rollback(c, &err), 0);
 	PQfinish(c);
 }
 
@@ -1236,6 +1347,8 @@ int main(void)
 	    cmocka_unit_test(apply__spec_hash__equals_c_spec_hash),
 	    cmocka_unit_test(apply__50_concurrent_identical__one_row_generation_1),
 	    cmocka_unit_test(apply__20_concurrent_at_quota_edge__never_exceeded),
+	    cmocka_unit_test(apply__concurrent_same_hostname_other_owners__one_wins),
+	    cmocka_unit_test(apply__concurrent_same_request_id__one_answer),
 	    cmocka_unit_test(apply__request_id_repeated__first_answer_or_zl003),
 	    cmocka_unit_test(apply__invalid_docs__zl001_naming_the_field_nothing_written),
 	    cmocka_unit_test(apply__hostname_taken__zl005),
