@@ -215,12 +215,12 @@ static int yaml_node(YamlReader *y, yaml_event_t *ev, int depth, Node **ret)
 	}
 	switch (ev->type) {
 	case YAML_ALIAS_EVENT:
-		yaml_error_at(y, m, "YAML aliases (*%s) are not supported",
+		yaml_error_at(y, m, "YAML aliases (*%.60s) are not supported",
 		              (const char *)ev->data.alias.anchor);
 		return -EINVAL;
 	case YAML_SCALAR_EVENT:
 		if (ev->data.scalar.tag) {
-			yaml_error_at(y, m, "YAML tags (%s) are not supported",
+			yaml_error_at(y, m, "YAML tags (%.60s) are not supported",
 			              (const char *)ev->data.scalar.tag);
 			return -EINVAL;
 		}
@@ -246,7 +246,8 @@ static int yaml_node(YamlReader *y, yaml_event_t *ev, int depth, Node **ret)
 		const yaml_char_t *tag =
 		    map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag;
 		if (tag) {
-			yaml_error_at(y, m, "YAML tags (%s) are not supported", (const char *)tag);
+			yaml_error_at(y, m, "YAML tags (%.60s) are not supported",
+			              (const char *)tag);
 			return -EINVAL;
 		}
 		if (depth >= SPEC_MAX_DEPTH) {
@@ -274,7 +275,7 @@ static int yaml_node(YamlReader *y, yaml_event_t *ev, int depth, Node **ret)
 			if (map) {
 				if (kev.type != YAML_SCALAR_EVENT && kev.type != YAML_ALIAS_EVENT) {
 					yaml_error_at(y, &kev.start_mark, "%s",
-					              "mapping keys must be plain strings");
+					              "mapping keys must be strings");
 					yaml_event_delete(&kev);
 					return -EINVAL;
 				}
@@ -285,10 +286,12 @@ static int yaml_node(YamlReader *y, yaml_event_t *ev, int depth, Node **ret)
 				for (size_t i = 0; i < n->n; i++)
 					if (n->keys[i]->len == key->len &&
 					    memcmp(n->keys[i]->text, key->text, key->len) == 0) {
+						_cleanup_free_ char *rep =
+						    spec_text_repr(key->text, key->len);
 						spec_errors_add(
 						    y->errs, y->file, key->line, key->col, NULL,
-						    "duplicate key \"%.60s\" (first at line %d)",
-						    key->text, n->keys[i]->line);
+						    "duplicate key %s (first at line %d)",
+						    rep ? rep : "?", n->keys[i]->line);
 						y->failed = true;
 						return -EINVAL;
 					}
