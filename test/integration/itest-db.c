@@ -276,6 +276,64 @@ static void migrate__twice_and_concurrently__applied_once(void **state)
 	tu_db_drop(name);
 }
 
+/* A migration that fails leaves nothing of itself behind, is not recorded,
+ * and the next run applies it once fixed; the ones before it stay. */
+static void migrate__failing_migration__rolled_back_then_retried(void **state)
+{
+	(void)state;
+	_cleanup_free_ char *name = NULL, *ci = NULL;
+	assert_int_equal(tu_db_create(&name, &ci), 0);
+	_cleanup_free_ char *dir = tu_tempdir();
+	assert_non_null(dir);
+	_cleanup_free_ char *src = NULL, *dst = NULL, *sql = NULL, *bad = NULL;
+	assert_true(asprintf(&src, "%s/001_schema.sql", g_migrations) > 0);
+	assert_true(asprintf(&dst, "%s/001_schema.sql", dir) > 0);
+	assert_true(asprintf(&bad, "%s/007_extra.sql", dir) > 0);
+	size_t len = 0;
+	assert_int_equal(file_read_all(src, 4 << 20, &sql, &len), 0);
+	assert_int_equal(tu_write_file(dst, sql), 0);
+	assert_int_equal(tu_write_file(bad, "CREATE TABLE zlh.t_extra (x integer);\n"
+	                                    "SELECT 1 / 0;\n"),
+	                 0);
+	PGconn *c = conn_new(ci);
+	StoreError err = {0};
+	int r = store_migrate(c, dir, g_kinds, &err);
+	assert_int_equal(r, -EINVAL); /* 22012 division_by_zero */
+	assert_string_equal(err.sqlstate, "22012");
+	assert_true(str_startswith(err.message, "007_extra.sql: "));
+	assert_int_equal(sql_int(c, "SELECT count(*) FROM zlh.schema_migrations", NULL, NULL), 1);
+	assert_int_equal(sql_int(c,
+	                         "SELECT count(*) FROM pg_tables WHERE schemaname = 'zlh'"
+	                         " AND tablename = 't_extra'",
+	                         NULL, NULL),
+	                 0);
+	int pending = 0;
+	assert_int_equal(store_migrations_pending(c, dir, &pending, &err), 0);
+	assert_int_equal(pending, 1);
+	/* The session is usable and the lock was released: fix and rerun. */
+	assert_int_equal(tu_write_file(bad, "CREATE TABLE zlh.t_extra (x integer);\n"), 0);
+	assert_int_equal(store_migrate(c, dir, g_kinds, &err), 1);
+	assert_int_equal(sql_int(c,
+	                         "SELECT count(*) FROM pg_tables WHERE schemaname = 'zlh'"
+	                         " AND tablename = 't_extra'",
+	                         NULL, NULL),
+	                 1);
+	assert_int_equal(store_migrations_pending(c, dir, &pending, &err), 0);
+	assert_int_equal(pending, 0);
+	/* A file name that is not NNN_name.sql is ignored; a duplicate version is an error. */
+	_cleanup_free_ char *other = NULL, *dup = NULL;
+	assert_true(asprintf(&other, "%s/README.txt", dir) > 0);
+	assert_true(asprintf(&dup, "%s/007_again.sql", dir) > 0);
+	assert_int_equal(tu_write_file(other, "x"), 0);
+	assert_int_equal(store_migrations_pending(c, dir, &pending, &err), 0);
+	assert_int_equal(tu_write_file(dup, "SELECT 1;"), 0);
+	assert_int_equal(store_migrate(c, dir, NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "same version"));
+	PQfinish(c);
+	tu_rmrf(dir);
+	tu_db_drop(name);
+}
+
 static void migrate__dir_find__flag_env_source(void **state)
 {
 	(void)state;
@@ -1340,6 +1398,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(migrate__twice_and_concurrently__applied_once),
+	    cmocka_unit_test(migrate__failing_migration__rolled_back_then_retried),
 	    cmocka_unit_test(migrate__dir_find__flag_env_source),
 	    cmocka_unit_test(connect__nothing_listens__connection_error),
 	    cmocka_unit_test(apply__same_spec_or_explicit_defaults__generation_unchanged),
