@@ -12,7 +12,8 @@
 #include "specs/crd.h"
 #include "specs/spec.h"
 
-static CrdSet *crds;
+static const CrdSet *crds;
+static CrdSet *repo_crds;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,11 +24,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	char *dir = NULL;
 	SpecErrors e = SPEC_ERRORS_INIT;
-	if (crd_dir_find(NULL, &dir) < 0 || crd_set_load(dir, &crds, &e) < 0) {
+	if (crd_dir_find(NULL, &dir) < 0 || crd_set_load(dir, &repo_crds, &e) < 0) {
 		spec_errors_print(&e, stderr);
 		fprintf(stderr, "fuzz-spec: cannot load the CRDs\n");
 		abort();
 	}
+	crds = repo_crds;
 	free(dir);
 	spec_errors_clear(&e);
 	return 0;
@@ -67,8 +69,54 @@ static void check_docs(const SpecDocs *docs)
 	}
 }
 
+/* Input starting with "#crd\n": the rest is a CRD file; when it loads, a
+ * document of its kind with an empty spec (defaults only) is checked. */
+static void fuzz_crd(const char *data, size_t size)
+{
+	char *text = malloc(size + 1);
+	if (!text)
+		return;
+	memcpy(text, data, size);
+	text[size] = 0;
+	const char *files[] = {"fuzz-crd.yaml"};
+	const char *datas[] = {text};
+	CrdSet *set = NULL;
+	SpecErrors e = SPEC_ERRORS_INIT;
+	if (crd_set_load_data(files, datas, 1, &set, &e) == 0) {
+		json_t *j = crd_set_to_json(set);
+		if (!j)
+			abort();
+		json_decref(j);
+		char doc[512];
+		snprintf(doc, sizeof doc,
+		         "apiVersion: zlh.dev/v1\nkind: %s\nmetadata: {name: a, owner: b}\n"
+		         "spec: {}\n",
+		         set->items[0].kind);
+		SpecDocs docs = {0};
+		SpecErrors e2 = SPEC_ERRORS_INIT;
+		if (spec_parse(set, "d.yaml", doc, strlen(doc), SPEC_FORMAT_YAML, &docs, &e2) ==
+		    0) {
+			const CrdSet *saved = crds;
+			crds = set;
+			check_docs(&docs);
+			crds = saved;
+		}
+		spec_docs_clear(&docs);
+		spec_errors_clear(&e2);
+	} else if (e.n == 0)
+		abort();
+	crd_set_free(set);
+	spec_errors_clear(&e);
+	free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	if (size >= 5 && memcmp(data, "#crd\n", 5) == 0) {
+		if (!memchr(data, 0, size))
+			fuzz_crd((const char *)data + 5, size - 5);
+		return 0;
+	}
 	static const SpecFormat formats[] = {SPEC_FORMAT_YAML, SPEC_FORMAT_JSON};
 	for (size_t f = 0; f < 2; f++) {
 		SpecDocs docs = {0};
