@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# make demo: a throwaway PostgreSQL, zlh-sim (3 nodes), zlh-controller, the
+# example specs; shows the servers converge, injects faults, shows healing.
+# Everything it starts is stopped on exit or Ctrl-C; nothing stays in /tmp.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${B:-build}
+BIN="$PWD/$B/bin"
+DEMO_TIMEOUT=${DEMO_TIMEOUT:-90}
+work=$(mktemp -d /tmp/zlh-demo.XXXXXX)
+pgdir="" sim_pid="" ctl_pid=""
+
+cleanup() {
+        set +e
+        [ -n "$ctl_pid" ] && kill -TERM "$ctl_pid" 2>/dev/null && wait "$ctl_pid" 2>/dev/null
+        [ -n "$sim_pid" ] && kill -TERM "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+        [ -n "$pgdir" ] && bash test/pg.sh stop "$pgdir"
+        if [ -n "${KEEP_LOGS:-}" ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "starting a throwaway PostgreSQL"
+eval "$(bash test/pg.sh start)"
+pgdir=$ZLH_TEST_PGDIR
+export ZLH_DATABASE="host=$pgdir user=postgres dbname=postgres"
+
+say "starting zlh-sim (3 Proxmox nodes, agents, Velocity, Cloudflare)"
+"$BIN/zlh-sim" --nodes 3 --seed 1 --task-ms 300 --state-dir "$work/sim" --print-config \
+        >"$work/sim.yaml" 2>"$work/sim.log" &
+sim_pid=$!
+for _ in $(seq 1 200); do
+        grep -q '^# zlh-sim control:' "$work/sim.yaml" 2>/dev/null && grep -q '^dns:' "$work/sim.yaml" && break
+        kill -0 "$sim_pid" 2>/dev/null || { cat "$work/sim.log"; exit 1; }
+        sleep 0.05
+done
+control=$(sed -n 's/^# zlh-sim control: //p' "$work/sim.yaml")
+sed "s|^database:.*|database: \"$ZLH_DATABASE\"|" "$work/sim.yaml" >"$work/controller.yaml"
+echo "sim control endpoint: $control"
+
+say "zlhctl db migrate"
+"$BIN/zlhctl" db migrate
+
+if [ ! -x "$BIN/zlh-controller" ]; then
+        echo "zlh-controller is not built yet; applying the specs only"
+fi
+if [ -x "$BIN/zlh-controller" ]; then
+        say "starting zlh-controller"
+        metrics=$(sed -n 's/.*metrics_listen: *"\{0,1\}\([^",}]*\).*/\1/p' "$work/controller.yaml" | head -1)
+        "$BIN/zlh-controller" -c "$work/controller.yaml" >"$work/controller.log" 2>&1 &
+        ctl_pid=$!
+fi
+
+say "zlhctl apply -f contrib/examples/"
+"$BIN/zlhctl" apply -f contrib/examples/
+
+watch_until_ready() { # seconds label
+        local deadline=$((SECONDS + $1)) n ready
+        while [ $SECONDS -lt $deadline ]; do
+                out=$("$BIN/zlhctl" get -o wide 2>/dev/null || true)
+                n=$(("$(printf '%s\n' "$out" | wc -l)" - 1))
+                ready=$(printf '%s\n' "$out" | awk 'NR>1 && $4=="Ready"' | wc -l)
+                printf '\033[2J\033[H%s  (%ds)\n\n%s\n\n%d/%d Ready\n' "$2" $((SECONDS)) "$out" "$ready" "$n"
+                [ "$n" -gt 0 ] && [ "$ready" = "$n" ] && return 0
+                [ -z "$ctl_pid" ] && return 1
+                sleep 1
+        done
+        return 1
+}
+
+if [ -z "$ctl_pid" ]; then
+        "$BIN/zlhctl" get -o wide
+        exit 0
+fi
+if watch_until_ready "$DEMO_TIMEOUT" "converging"; then
+        echo "all servers converged"
+else
+        echo "not converged within ${DEMO_TIMEOUT}s; controller log tail:"
+        tail -20 "$work/controller.log"
+fi
+
+say "fault: Velocity restarts (forgets every registration)"
+curl -fsS -X POST "$control/_sim/velocity/restart" >/dev/null
+vmid=$("$BIN/zlhctl" get -o json | jq -r '[.[] | select(.status.vmid != null)][0].status.vmid // empty')
+if [ -n "$vmid" ]; then
+        say "fault: container $vmid deleted by hand"
+        curl -fsS -X POST "$control/_sim/pve/delete" -d "{\"vmid\":$vmid}" >/dev/null || true
+fi
+say "fault: 20% lost responses on every mutating call for the next 40 requests"
+curl -fsS -X POST "$control/_sim/faults" \
+        -d '{"system":"*","method":"POST","lost_rate":0.2,"count":40}' >/dev/null || true
+watch_until_ready "$DEMO_TIMEOUT" "healing" && echo "healed"
+
+say "side effects counted by the simulator (duplicates high-water marks)"
+curl -fsS "$control/_sim/stats" | jq '.duplicates // .' | head -40
+say "where to look"
+echo "controller log: $work/controller.log (JSON lines; KEEP_LOGS=1 keeps it)"
+[ -n "${metrics:-}" ] && echo "metrics: http://$metrics/metrics" &&
+        curl -fsS "http://$metrics/metrics" | grep -E '^zlh_(servers|leader|reconcile_total)' | head -10
+echo "done; stopping everything"
