@@ -421,6 +421,21 @@ int runtime_server_remove(PGconn *c, int64_t epoch, const char *uid, StoreError 
 	return PQntuples(res) == 1 && get_bool(res, 0, 0) ? 1 : 0;
 }
 
+/* --- connections -------------------------------------------------------------------- */
+
+int runtime_session_setup(PGconn *c, int64_t statement_timeout_ms, const char *application_name,
+                          StoreError *err)
+{
+	char t[24];
+	snprintf(t, sizeof t, "%" PRId64, statement_timeout_ms > 0 ? statement_timeout_ms : 0);
+	const char *vals[] = {t, application_name ? application_name : "zlh-controller"};
+	_cleanup_res_ PGresult *res = NULL;
+	return q(c,
+	         "SELECT set_config('statement_timeout', $1, false), "
+	         "set_config('application_name', $2, false)",
+	         2, vals, &res, err);
+}
+
 /* --- notifications -------------------------------------------------------------------- */
 
 int runtime_listen(PGconn *c, StoreError *err)

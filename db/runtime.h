@@ -145,6 +145,13 @@ int runtime_finalizer_set(PGconn *c, int64_t epoch, const char *uid, const char 
  * deleted, finalizers left), -ESTALE, -EBUSY, -errno. */
 int runtime_server_remove(PGconn *c, int64_t epoch, const char *uid, StoreError *err) _must_check_;
 
+/* --- connections --------------------------------------------------------------------- */
+
+/* Per-connection settings: statement_timeout (ms, 0 = none) so no query
+ * can wedge a thread, and application_name (borrowed) for pg_stat_activity. */
+int runtime_session_setup(PGconn *c, int64_t statement_timeout_ms, const char *application_name,
+                          StoreError *err) _must_check_;
+
 /* --- notifications ------------------------------------------------------------------ */
 
 /* LISTEN zlh_work on c. */

@@ -67,14 +67,19 @@ BEGIN
 END
 $$;
 
--- Gives the lease up (clean shutdown) so a standby takes over at once. The
--- epoch stays: the next holder increments it.
+-- Gives the lease up (clean shutdown) so a standby takes over at once: the
+-- standbys LISTEN on zlh_work and claim when they see the payload
+-- 'lease-released:<name>'. The epoch stays: the next holder increments it.
 CREATE FUNCTION zlh.lease_release(p_name text, p_holder text, p_epoch bigint) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	UPDATE zlh.controller_lease l SET holder = NULL, expires_at = clock_timestamp()
 	WHERE l.name = p_name AND l.holder = p_holder AND l.epoch = p_epoch;
-	RETURN FOUND;
+	IF FOUND THEN
+		PERFORM pg_notify('zlh_work', 'lease-released:' || p_name);
+		RETURN true;
+	END IF;
+	RETURN false;
 END
 $$;
 
