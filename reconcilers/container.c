@@ -24,9 +24,12 @@
  * U1   list call failed (observed.known false)     NOTHING                      unchanged (conditions_valid
  *                                                                               false) / unknown_requeue
  * P1   paused                                      rows below are evaluated,    as computed / none
- *                                                  then only READ_CONFIG and
- *                                                  READ_STATUS are kept, else
- *                                                  NOTHING
+ *                                                  then only READ_CONFIG,
+ *                                                  READ_STATUS, REFRESH_LIST
+ *                                                  are kept, else NOTHING
+ * S1   (checked inside D4, the D rows after a      REFRESH_LIST                 by row / 0
+ *      DONE destroy, and C1) the list is not newer
+ *      than the journal activity the row relies on
  * T1   an op holds a UPID at step handle,          WAIT_TASK(upid)              by op / 0
  *      task not polled this pass
  * T2   ... polled: running                         WAIT_TASK(upid)              by op / task_poll
@@ -250,14 +253,38 @@ static PveRunState status_of(const Ctx *x)
 	return x->o->guest ? x->o->guest->status : PVE_RUN_UNKNOWN;
 }
 
+/* The freshest lock: status/current, then the config, then the list. */
 static const char *lock_of(const Ctx *x)
 {
-	const PveGuest *g = x->o->guest;
-	if (x->o->status && x->o->status->lock[0])
+	if (x->o->status)
 		return x->o->status->lock;
-	if (x->o->config && x->o->config->lock[0])
+	if (x->o->config)
 		return x->o->config->lock;
-	return g ? g->lock : "";
+	return x->o->guest ? x->o->guest->lock : "";
+}
+
+/* The last moment the journal shows us touching Proxmox. */
+static int64_t last_activity(const Ctx *x)
+{
+	int64_t t = 0;
+	for (size_t i = 0; x->j && i < x->j->n_ops; i++) {
+		if (x->j->ops[i].started_ms > t)
+			t = x->j->ops[i].started_ms;
+		if (x->j->ops[i].finished_ms > t)
+			t = x->j->ops[i].finished_ms;
+	}
+	return t;
+}
+
+/* S1: an absence (or a presence after a destroy) seen in a list that is not
+ * newer than t proves nothing. */
+static bool list_older_than(Ctx *x, int64_t t)
+{
+	if (x->o->listed_at_ms > t)
+		return false;
+	add(x, CT_ACT_REFRESH_LIST, NULL, "the cluster list predates our last change");
+	requeue(x, 0);
+	return true;
 }
 
 /* ContainerReady from the observed power state. */
@@ -481,11 +508,16 @@ static void plan_delete(Ctx *x)
 			return nothing(x, cop->started_ms + x->s->call_grace_ms - o->now_ms,
 			               "a %s call for %" PRId64 " may still land; waiting",
 			               recon_container_op_to_string(cop->type), a->vmid); /* D3 */
+		if (list_older_than(x, last_activity(x))) /* S1 */
+			return;
 		add(x, CT_ACT_RELEASE_ALLOCATION, "Deleted", "container %" PRId64 " is absent",
 		    a->vmid); /* D4 */
 		return requeue(x, 0);
 	}
-	if (strcmp(g->lock, "create") == 0) /* D5 */
+	const CtOp *dop = op_find(x->j, CT_OP_DESTROY);
+	if (op_done_ok(dop) && list_older_than(x, dop->finished_ms)) /* S1 */
+		return;
+	if (strcmp(lock_of(x), "create") == 0) /* D5 */
 		return nothing(x, x->s->lock_wait_ms, "container %" PRId64 " is being created",
 		               a->vmid);
 	Ident id = identify(x);
@@ -571,6 +603,8 @@ static void plan_absent(Ctx *x)
 	const CtOp *cop = create_op(x);
 	CtPlan *p = x->p;
 	if (op_done_ok(cop)) { /* C1 */
+		if (list_older_than(x, cop->finished_ms)) /* S1 */
+			return;
 		CtAction *r =
 		    add(x, CT_ACT_RECREATE, "Recreated",
 		        "container %" PRId64 " was lost; making it again (incarnation %" PRId64 ")",
@@ -756,7 +790,7 @@ static void plan_converge(Ctx *x)
 	if (!g)
 		return plan_absent(x);
 
-	if (strcmp(g->lock, "create") == 0) { /* C5 */
+	if (strcmp(lock_of(x), "create") == 0) { /* C5 */
 		cond_set(&p->ready, CT_COND_FALSE, "Creating",
 		         "container %" PRId64 " is being created", a->vmid);
 		return nothing(x, x->s->lock_wait_ms, "lock create without a saved UPID: waiting");
@@ -876,7 +910,8 @@ int recon_container_plan(const CtDesired *d, const CtAllocation *a, const CtJour
 		bool dropped = false;
 		for (size_t i = 0; i < p.n_actions; i++) {
 			CtActionType t = p.actions[i].type;
-			if (t == CT_ACT_READ_CONFIG || t == CT_ACT_READ_STATUS)
+			if (recon_container_action_class(t) == CT_CLASS_OBSERVE &&
+			    t != CT_ACT_WAIT_TASK)
 				p.actions[k++] = p.actions[i];
 			else if (t != CT_ACT_NOTHING)
 				dropped = true;

@@ -8,11 +8,15 @@
  *   1. observe: one /cluster/resources per resync (shared by all servers);
  *      fill CtObserved with the guest at the allocated vmid (or NULL).
  *   2. plan = recon_container_plan(...)
- *   3. while the first action is an observation (READ_CONFIG, READ_STATUS):
- *      do it, put the result into CtObserved, plan again (at most 3 times).
- *   4. execute the actions in order; stop at the first failure. Each list
- *      holds at most ONE external (Proxmox) call, always last; store-only
- *      actions may precede it.
+ *   3. execute the actions in order; stop at the first failure. An
+ *      observation (READ_CONFIG, READ_STATUS, REFRESH_LIST) ends the list:
+ *      do it, put the result into CtObserved, plan again (bounded: at most
+ *      4 rounds a pass). Each list holds at most ONE external (Proxmox)
+ *      call, always last; store-only actions may precede it.
+ *   4. WAIT_TASK: poll the UPID (pve_task_status); still running: requeue
+ *      after task_poll; stopped: record done/failed + exitstatus on the op;
+ *      "no such task" (-ENOENT): record done with the outcome unknown, the
+ *      next observation decides.
  *   5. requeue per plan.requeue_after_ms.
  * Before every external call the runtime writes the journal intent (step
  * intent), checks its lease, calls, saves the handle (UPID), and the next
@@ -132,6 +136,9 @@ typedef struct CtReserved {
 /* What was observed this pass. Pointers borrowed; NULL = not observed. */
 typedef struct CtObserved {
 	bool known; /* /cluster/resources succeeded: false = "unknown" */
+	int64_t listed_at_ms; /* wall ms the /cluster/resources call was sent: an
+	                         absence is only trusted when the list is newer
+	                         than the journal's last activity */
 	const PveGuest *guest; /* the guest at allocation.vmid (any node); NULL = absent */
 	const PveCtConfig *config; /* read this pass (READ_CONFIG) */
 	const PveCtStatus *status; /* read this pass (READ_STATUS) */
@@ -187,6 +194,8 @@ typedef enum CtActionType {
 	/* observations: do them, then plan again */
 	CT_ACT_READ_CONFIG, /* GET .../config into CtObserved.config */
 	CT_ACT_READ_STATUS, /* GET .../status/current into CtObserved.status */
+	CT_ACT_REFRESH_LIST, /* GET /cluster/resources again: the list predates
+	                        our last change (one refresh serves every server) */
 	CT_ACT_WAIT_TASK, /* poll upid; running: requeue; stopped: record the
 	                     result on the op (done, failed + exitstatus) */
 	/* store only (no Proxmox call) */

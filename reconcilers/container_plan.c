@@ -18,6 +18,7 @@ static const char *const action_names[_CT_ACT_MAX] = {
     [CT_ACT_NOTHING] = "NOTHING",
     [CT_ACT_READ_CONFIG] = "READ_CONFIG",
     [CT_ACT_READ_STATUS] = "READ_STATUS",
+    [CT_ACT_REFRESH_LIST] = "REFRESH_LIST",
     [CT_ACT_WAIT_TASK] = "WAIT_TASK",
     [CT_ACT_RECORD_TASK] = "RECORD_TASK",
     [CT_ACT_RECORD_RESTART] = "RECORD_RESTART",
@@ -52,6 +53,7 @@ CtActionClass recon_container_action_class(CtActionType t)
 		return CT_CLASS_NONE;
 	case CT_ACT_READ_CONFIG:
 	case CT_ACT_READ_STATUS:
+	case CT_ACT_REFRESH_LIST:
 	case CT_ACT_WAIT_TASK:
 		return CT_CLASS_OBSERVE;
 	case CT_ACT_RECORD_TASK:

@@ -117,6 +117,7 @@ static int setup(void **state)
 	    (PveNode){.node = "pve3", .status = PVE_NODE_OFFLINE, .mem = 0, .maxmem = 256 * GIB};
 	w->o = (CtObserved){
 	    .known = true,
+	    .listed_at_ms = NOW - 100,
 	    .guest = &w->g,
 	    .nodes = w->nodes,
 	    .n_nodes = 3,
@@ -538,6 +539,59 @@ static void plan__delete_destroy_failed_recently__backs_off(void **state) /* D15
 	p = plan(w);
 	expect_actions(p, 1, CT_ACT_DESTROY);
 	assert_true(p->actions[0].retry);
+}
+
+/* --- S1 ------------------------------------------------------------------------------ */
+
+static void plan__lost_seen_in_list_older_than_create__refreshes_no_recreate(void **state) /* S1 */
+{
+	W *w = *state;
+	w->o.guest = NULL;
+	w->ops[0].finished_ms = NOW - 50; /* the create finished after the list was taken */
+	const CtPlan *p = plan(w);
+	expect_actions(p, 1, CT_ACT_REFRESH_LIST);
+	assert_int_equal(p->requeue_after_ms, 0);
+	w->o.listed_at_ms = NOW - 10;
+	p = plan(w);
+	expect_actions(p, 1, CT_ACT_RECREATE);
+}
+
+static void plan__delete_absent_in_stale_list__refreshes_before_release(void **state) /* S1 */
+{
+	W *w = *state;
+	w->d.deletion_requested = true;
+	w->o.guest = NULL;
+	CtOp *op = add_op(w, CT_OP_START, CT_STEP_DONE);
+	op->finished_ms = NOW - 50;
+	const CtPlan *p = plan(w);
+	expect_actions(p, 1, CT_ACT_REFRESH_LIST);
+	w->o.listed_at_ms = NOW;
+	p = plan(w);
+	expect_actions(p, 1, CT_ACT_RELEASE_ALLOCATION);
+}
+
+static void plan__delete_present_after_destroy_done__refreshes(void **state) /* S1 */
+{
+	W *w = *state;
+	w->d.deletion_requested = true;
+	CtOp *op = add_op(w, CT_OP_DESTROY, CT_STEP_DONE);
+	op->finished_ms = NOW - 50;
+	const CtPlan *p = plan(w);
+	expect_actions(p, 1, CT_ACT_REFRESH_LIST);
+	w->o.listed_at_ms = NOW;
+	w->o.guest = NULL;
+	p = plan(w);
+	expect_actions(p, 1, CT_ACT_RELEASE_ALLOCATION);
+}
+
+static void plan__paused_stale_list__still_refreshes(void **state) /* P1 + S1 */
+{
+	W *w = *state;
+	w->d.paused = true;
+	w->o.guest = NULL;
+	w->ops[0].finished_ms = NOW - 50;
+	const CtPlan *p = plan(w);
+	expect_actions(p, 1, CT_ACT_REFRESH_LIST);
 }
 
 /* --- A1, A2 ------------------------------------------------------------------------ */
@@ -1149,6 +1203,10 @@ int main(void)
 	    T(plan__delete_running__shuts_down_with_force_stop),
 	    T(plan__delete_stopped__destroys_with_purge),
 	    T(plan__delete_destroy_failed_recently__backs_off),
+	    T(plan__lost_seen_in_list_older_than_create__refreshes_no_recreate),
+	    T(plan__delete_absent_in_stale_list__refreshes_before_release),
+	    T(plan__delete_present_after_destroy_done__refreshes),
+	    T(plan__paused_stale_list__still_refreshes),
 	    T(plan__no_allocation__allocates_on_node_with_most_free_memory),
 	    T(plan__no_allocation_nothing_fits__unschedulable),
 	    T(plan__container_lost_by_hand__recreates_new_incarnation),
