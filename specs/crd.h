@@ -50,7 +50,8 @@ int crd_dir_find(const char *flag_dir, char **ret_dir) _must_check_;
  * *ret (new) set on success only. */
 int crd_set_load(const char *dir, CrdSet **ret, SpecErrors *errs) _must_check_;
 
-/* Parses one CRD from memory (file names errors). Same returns. */
+/* Same from memory: datas[i] (NUL-terminated, borrowed) is the text of the
+ * file named files[i] (used in errors). Same returns. */
 int crd_set_load_data(const char *const *files, const char *const *datas, size_t n, CrdSet **ret,
                       SpecErrors *errs) _must_check_;
 
