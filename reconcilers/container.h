@@ -397,6 +397,33 @@ int recon_container_config_call(const CtAction *act, const CtDesired *d, const C
                                 CtConfigCall *ret) _must_check_;
 void recon_container_config_call_clear(CtConfigCall *c);
 
+/* What the act step records after an external call returned r (0 or a
+ * negative errno from pve.h) and, on success, whether it got a UPID:
+ *   DONE     success, or already in that state (-EALREADY for start, stop,
+ *            shutdown, resize; -ENOENT for destroy): record done
+ *   HANDLE   success with a UPID: save it (step handle); WAIT_TASK next
+ *   FAILED   Proxmox refused (-EINVAL, -EREMOTEIO, -EPERM, -ERANGE, ...):
+ *            record done + failed with PveError.message (backoff gate)
+ *   UNKNOWN  the call may have had its effect (-ETIMEDOUT, -ECONNRESET,
+ *            -EIO, -EBADMSG): leave the intent; the next pass observes
+ *   RETRY    nothing happened (-EBUSY, -EAGAIN, -ECONNREFUSED,
+ *            -EHOSTUNREACH, -ENOMEM): requeue with backoff, record nothing
+ *   OBSERVE  the world differs from what the plan saw (-EEXIST on create,
+ *            -ENOENT/-ESTALE/-ESRCH elsewhere): record nothing, plan again
+ *            on a fresh observation (REFRESH_LIST) */
+typedef enum CtOutcome {
+	CT_OUTCOME_DONE,
+	CT_OUTCOME_HANDLE,
+	CT_OUTCOME_FAILED,
+	CT_OUTCOME_UNKNOWN,
+	CT_OUTCOME_RETRY,
+	CT_OUTCOME_OBSERVE,
+	_CT_OUTCOME_MAX,
+} CtOutcome;
+
+CtOutcome recon_container_outcome(CtActionType t, int r, bool got_upid);
+const char *recon_container_outcome_to_string(CtOutcome o);
+
 /* The desired net0 for this kind and allocation into buf (hwaddr may be NULL). */
 int recon_container_net0(const CtDesired *d, const CtAllocation *a, const CtSettings *s,
                          const char *hwaddr, char *buf, size_t n) _must_check_;

@@ -123,6 +123,54 @@ const char *recon_container_orphan_kind_to_string(CtOrphanKind k)
 	return k >= 0 && k < _CT_ORPHAN_KIND_MAX ? n[k] : "invalid";
 }
 
+/* --- outcomes ------------------------------------------------------------------- */
+
+CtOutcome recon_container_outcome(CtActionType t, int r, bool got_upid)
+{
+	if (r >= 0)
+		return got_upid ? CT_OUTCOME_HANDLE : CT_OUTCOME_DONE;
+	bool create = t == CT_ACT_CREATE || t == CT_ACT_CLONE;
+	switch (r) {
+	case -EALREADY:
+		if (t == CT_ACT_START || t == CT_ACT_SHUTDOWN || t == CT_ACT_STOP ||
+		    t == CT_ACT_RESIZE)
+			return CT_OUTCOME_DONE;
+		return CT_OUTCOME_OBSERVE;
+	case -ENOENT:
+		if (t == CT_ACT_DESTROY)
+			return CT_OUTCOME_DONE; /* delete is "make absent" */
+		/* create/clone: a template, storage or node that does not exist */
+		return create ? CT_OUTCOME_FAILED : CT_OUTCOME_OBSERVE;
+	case -EEXIST:
+		/* Proxmox refused a second guest at the vmid: ours (a lost reply
+		 * libcurl resent) or foreign; identity decides. */
+		return CT_OUTCOME_OBSERVE;
+	case -ESTALE:
+	case -ESRCH:
+		return CT_OUTCOME_OBSERVE;
+	case -ETIMEDOUT:
+	case -ECONNRESET:
+	case -EIO:
+	case -EBADMSG:
+		return CT_OUTCOME_UNKNOWN;
+	case -EBUSY:
+	case -EAGAIN:
+	case -ECONNREFUSED:
+	case -EHOSTUNREACH:
+	case -ENOMEM:
+		return CT_OUTCOME_RETRY;
+	default:
+		return CT_OUTCOME_FAILED;
+	}
+}
+
+const char *recon_container_outcome_to_string(CtOutcome o)
+{
+	static const char *const n[_CT_OUTCOME_MAX] = {"done",    "handle", "failed",
+	                                               "unknown", "retry",  "observe"};
+	return o >= 0 && o < _CT_OUTCOME_MAX ? n[o] : "invalid";
+}
+
 /* --- placement ------------------------------------------------------------------ */
 
 static bool node_allowed(const CtSettings *s, const char *node)

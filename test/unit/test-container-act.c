@@ -478,6 +478,54 @@ static void names__every_action_and_op_named(void **state)
 	assert_int_equal(recon_container_action_class(CT_ACT_WAIT_TASK), CT_CLASS_OBSERVE);
 }
 
+typedef struct OutcomeCase {
+	CtActionType t;
+	int r;
+	bool upid;
+	CtOutcome want;
+} OutcomeCase;
+
+static void outcome__every_call_result(void **state)
+{
+	(void)state;
+	static const OutcomeCase cases[] = {
+	    {CT_ACT_CREATE, 0, true, CT_OUTCOME_HANDLE},
+	    {CT_ACT_UPDATE_CONFIG, 0, false, CT_OUTCOME_DONE},
+	    {CT_ACT_RESIZE, 0, false, CT_OUTCOME_DONE}, /* ran synchronously */
+	    {CT_ACT_CREATE, -EEXIST, false, CT_OUTCOME_OBSERVE},
+	    {CT_ACT_CLONE, -EEXIST, false, CT_OUTCOME_OBSERVE},
+	    {CT_ACT_CLONE, -EBUSY, false, CT_OUTCOME_RETRY}, /* template locked (disk) */
+	    {CT_ACT_CREATE, -ENOENT, false, CT_OUTCOME_FAILED},
+	    {CT_ACT_CREATE, -EREMOTEIO, false, CT_OUTCOME_FAILED},
+	    {CT_ACT_CREATE, -EINVAL, false, CT_OUTCOME_FAILED},
+	    {CT_ACT_CREATE, -ETIMEDOUT, false, CT_OUTCOME_UNKNOWN},
+	    {CT_ACT_CREATE, -ECONNRESET, false, CT_OUTCOME_UNKNOWN},
+	    {CT_ACT_CREATE, -EIO, false, CT_OUTCOME_UNKNOWN},
+	    {CT_ACT_CREATE, -EBADMSG, false, CT_OUTCOME_UNKNOWN},
+	    {CT_ACT_CREATE, -ECONNREFUSED, false, CT_OUTCOME_RETRY},
+	    {CT_ACT_START, -EALREADY, false, CT_OUTCOME_DONE},
+	    {CT_ACT_STOP, -EALREADY, false, CT_OUTCOME_DONE},
+	    {CT_ACT_SHUTDOWN, -EALREADY, false, CT_OUTCOME_DONE},
+	    {CT_ACT_RESIZE, -EALREADY, false, CT_OUTCOME_DONE},
+	    {CT_ACT_RESIZE, -ERANGE, false, CT_OUTCOME_FAILED},
+	    {CT_ACT_REBOOT, -ESRCH, false, CT_OUTCOME_OBSERVE},
+	    {CT_ACT_DESTROY, -ENOENT, false, CT_OUTCOME_DONE},
+	    {CT_ACT_DESTROY, -EBUSY, false, CT_OUTCOME_RETRY}, /* still running */
+	    {CT_ACT_START, -ENOENT, false, CT_OUTCOME_OBSERVE}, /* deleted by hand */
+	    {CT_ACT_UPDATE_CONFIG, -ESTALE, false, CT_OUTCOME_OBSERVE},
+	    {CT_ACT_ORPHAN_UNTAG, -EPERM, false, CT_OUTCOME_FAILED},
+	    {CT_ACT_START, -EAGAIN, false, CT_OUTCOME_RETRY},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		const OutcomeCase *c = &cases[i];
+		CtOutcome o = recon_container_outcome(c->t, c->r, c->upid);
+		if (o != c->want)
+			fail_msg("%s r=%d: got %s want %s", recon_container_action_to_string(c->t),
+			         c->r, recon_container_outcome_to_string(o),
+			         recon_container_outcome_to_string(c->want));
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -501,6 +549,7 @@ int main(void)
 	    T(orphans__classified_and_sorted_never_ours),
 	    T(orphans__none__null_and_zero),
 	    T(names__every_action_and_op_named),
+	    T(outcome__every_call_result),
 	};
 	return cmocka_run_group_tests_name("container-act", tests, NULL, NULL);
 }
