@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <systemd/sd-journal.h>
 
 #include "buf.h"
 #include "util.h"
@@ -133,6 +136,51 @@ static int json_escape(Buf *b, const char *s)
 }
 
 /* Replaces every registered secret inside b's data by [redacted]. */
+static void redact(Buf *b);
+
+/* Sends one record to journald with native fields: MESSAGE, PRIORITY and
+ * each field as an upper-cased key (ZLH_UID=...), secrets redacted. */
+static void journal_send(int level, const char *const *fields, Buf *msg)
+{
+	struct iovec iov[34];
+	char *owned[34];
+	size_t n = 0;
+	Buf m = BUF_INIT;
+	if (buf_printf(&m, "MESSAGE=%s", msg->data ? msg->data : "") < 0)
+		return;
+	redact(&m);
+	owned[n] = buf_steal(&m);
+	iov[n].iov_base = owned[n];
+	iov[n].iov_len = owned[n] ? strlen(owned[n]) : 0;
+	n++;
+	char prio[16];
+	snprintf(prio, sizeof prio, "PRIORITY=%d", level);
+	owned[n] = strdup(prio);
+	iov[n].iov_base = owned[n];
+	iov[n].iov_len = owned[n] ? strlen(owned[n]) : 0;
+	n++;
+	for (size_t i = 0; fields && fields[i] && fields[i + 1] && n < ELEMENTSOF(iov); i += 2) {
+		Buf f = BUF_INIT;
+		(void)!buf_puts(&f, "ZLH_");
+		for (const char *k = fields[i]; *k; k++) {
+			char ch = *k;
+			if (ch >= 'a' && ch <= 'z')
+				ch = (char)(ch - 'a' + 'A');
+			else if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')))
+				ch = '_';
+			(void)!buf_append(&f, &ch, 1);
+		}
+		(void)!buf_printf(&f, "=%s", fields[i + 1]);
+		redact(&f);
+		owned[n] = buf_steal(&f);
+		iov[n].iov_base = owned[n];
+		iov[n].iov_len = owned[n] ? strlen(owned[n]) : 0;
+		n++;
+	}
+	sd_journal_sendv(iov, (int)n);
+	for (size_t i = 0; i < n; i++)
+		free(owned[i]);
+}
 static void redact(Buf *b)
 {
 	pthread_mutex_lock(&secrets_lock);
@@ -164,6 +212,7 @@ void log_fields(int level, const char *const *fields, const char *fmt, ...)
 		log_journal = detect_journal();
 
 	_cleanup_buf_ Buf msg = BUF_INIT;
+	_cleanup_buf_ Buf line = BUF_INIT;
 	va_list ap;
 	va_start(ap, fmt);
 	int r = buf_vprintf(&msg, fmt, ap);
@@ -171,16 +220,11 @@ void log_fields(int level, const char *const *fields, const char *fmt, ...)
 	if (r < 0)
 		goto out;
 
-	_cleanup_buf_ Buf line = BUF_INIT;
 	if (log_journal) {
-		/* Native journal stream: "<N>message key=value ..." lines. */
-		r = buf_printf(&line, "<%d>%s", level, msg.data ? msg.data : "");
-		for (size_t i = 0; r >= 0 && fields && fields[i] && fields[i + 1]; i += 2)
-			r = buf_printf(&line, " %s=%s", fields[i], fields[i + 1]);
-		for (char *c = line.data; c && *c; c++)
-			if (*c == '\n')
-				*c = ' ';
-	} else {
+		journal_send(level, fields, &msg);
+		goto out;
+	}
+	{
 		char ts[40];
 		time_format_rfc3339(now_wall_ms(), ts, sizeof ts);
 		r = buf_printf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
