@@ -165,18 +165,18 @@ int pve_tags_normalize(const char *tags, char **ret)
 		for (size_t i = 0; i < l; i++)
 			w[i] = (char)tolower((unsigned char)s[i]);
 		w[l] = 0;
-		bool dup = false;
-		for (size_t i = 0; i < n && !dup; i++)
-			dup = strcmp(v[i], w) == 0;
-		if (!dup && n < cap)
+		if (n < cap)
 			v[n++] = w;
 		w += l + 1;
 	}
+	/* Sort, then drop duplicates (neighbours): O(n log n) on peer data. */
 	qsort(v, n, sizeof *v, cmp_strp);
 	Buf b = BUF_INIT;
 	int r = buf_puts(&b, "");
 	for (size_t i = 0; i < n && r >= 0; i++) {
-		if (i)
+		if (i && strcmp(v[i], v[i - 1]) == 0)
+			continue;
+		if (b.len)
 			r = buf_puts(&b, ";");
 		if (r >= 0)
 			r = buf_puts(&b, v[i]);

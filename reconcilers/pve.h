@@ -47,7 +47,7 @@
 /* Bounds on what a peer controls. */
 #define PVE_MAX_GUESTS 65536
 #define PVE_MAX_NODES 1024
-#define PVE_MAX_BODY (8u << 20)
+#define PVE_MAX_BODY (32u << 20) /* ~65536 guests of /cluster/resources */
 #define PVE_MAX_TAGS_LEN 65536
 #define PVE_MAX_DESCRIPTION 8192 /* the schema's maxLength */
 #define PVE_VMID_MIN 100

@@ -225,6 +225,28 @@ static void tags__normalize__lower_dedup_sorted_semicolons(void **state)
 	t = NULL;
 	assert_int_equal(pve_tags_normalize(" ;;, ", &t), 0);
 	assert_string_equal(t, "");
+	free(t);
+	t = NULL;
+	assert_int_equal(pve_tags_normalize("b;A;b;a;c;B", &t), 0);
+	assert_string_equal(t, "a;b;c");
+}
+
+static void tags__normalize__bounded_and_fast_on_peer_data(void **state)
+{
+	(void)state;
+	/* 15000 tags, mostly duplicates: sorted dedup, not quadratic */
+	_cleanup_buf_ Buf in = BUF_INIT;
+	for (int i = 0; i < 15000; i++)
+		assert_int_equal(buf_printf(&in, "t%d;", i % 7), 0);
+	_cleanup_free_ char *t = NULL;
+	assert_int_equal(pve_tags_normalize(in.data, &t), 0);
+	assert_string_equal(t, "t0;t1;t2;t3;t4;t5;t6");
+	buf_clear(&in);
+	for (int i = 0; i <= PVE_MAX_TAGS_LEN / 4; i++)
+		assert_int_equal(buf_puts(&in, "abc;"), 0);
+	char *big = NULL;
+	assert_int_equal(pve_tags_normalize(in.data, &big), -E2BIG);
+	assert_null(big);
 }
 
 static void tags__set_operations__ignore_order_case_and_duplicates(void **state)
@@ -1030,6 +1052,7 @@ int main(void)
 	    cmocka_unit_test(upid__empty_id__accepted),
 	    cmocka_unit_test(upid__malformed__einval_and_untouched),
 	    cmocka_unit_test(tags__normalize__lower_dedup_sorted_semicolons),
+	    cmocka_unit_test(tags__normalize__bounded_and_fast_on_peer_data),
 	    cmocka_unit_test(tags__set_operations__ignore_order_case_and_duplicates),
 	    cmocka_unit_test(tags__valid__proxmox_pattern),
 	    cmocka_unit_test(identity__tags_and_description),
