@@ -77,6 +77,9 @@
  * C9   guest on another node than allocated        FOLLOW_MIGRATION(node),
  *                                                  then the rows below on that
  *                                                  node (never a recreate)
+ * C9b  ours or ours-untagged, create op outcome    RECORD_TASK(create op, ok),
+ *      lost (intent/call, no UPID): settled by      then the rows below
+ *      observation
  * C10  ours-untagged, clone op DONE ok             CONFIG(all, digest) [gate]   F Creating / 0
  * C11  ours-untagged otherwise                     ADOPT_AND_TAG(all, digest)   F Creating / 0
  * C12  ours, config not read, and a hint (tags,    READ_CONFIG                  by status / 0
@@ -92,9 +95,9 @@
  * C17  want stopped, not stopped, last SHUTDOWN    STOP [gate]                  F Running / 0
  *      failed or lost past shutdown_timeout+grace
  * C18  want stopped, not stopped                   SHUTDOWN(timeout,forceStop)  F Running / 0
- * C19  restart due, a REBOOT intent for this       RECORD_RESTART               T Running / 0
- *      restartAt lost its outcome and uptime shows
- *      a boot after that intent
+ * C19  restart due, the REBOOT op for this         RECORD_RESTART               T Running / 0
+ *      restartAt is done, or lost its outcome and
+ *      uptime shows a boot after its intent
  * C20  restart due (restartAt > last honoured)     REBOOT(restartAt) [gate]     T Running / 0
  * C21  otherwise                                   NOTHING, converged           T Running | T Stopped /
  *                                                                               none
@@ -827,6 +830,15 @@ static void plan_converge(Ctx *x)
 		    add(x, CT_ACT_FOLLOW_MIGRATION, "Migrated",
 		        "container %" PRId64 " moved from %s to %s", a->vmid, a->node, g->node);
 		snprintf(m->node, sizeof m->node, "%s", g->node);
+	}
+	const CtOp *cop = create_op(x);
+	if (op_outcome_lost(cop)) { /* C9b */
+		CtAction *r = add(x, CT_ACT_RECORD_TASK, NULL,
+		                  "the %s of %" PRId64 " lost its reply; the container exists",
+		                  recon_container_op_to_string(cop->type), a->vmid);
+		r->op = cop->type;
+		r->task_ok = true;
+		snprintf(r->task_exit, sizeof r->task_exit, "OK (settled by observation)");
 	}
 	if (id == ID_OURS_UNTAGGED) {
 		bool clone_done = op_done_ok(op_find(x->j, CT_OP_CLONE));

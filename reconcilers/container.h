@@ -199,7 +199,9 @@ typedef enum CtActionType {
 	CT_ACT_WAIT_TASK, /* poll upid; running: requeue; stopped: record the
 	                     result on the op (done, failed + exitstatus) */
 	/* store only (no Proxmox call) */
-	CT_ACT_RECORD_TASK, /* record task_ok/task_exit on the open op (op, upid) */
+	CT_ACT_RECORD_TASK, /* record done + task_ok/task_exit on the latest op of
+	                       type op (upid set: the polled task; empty: an
+	                       outcome settled by observation) */
 	CT_ACT_RECORD_RESTART, /* mark the reboot for restart_at_ms done */
 	CT_ACT_ALLOCATE, /* vmid + ip + hostname on node, and the create intent */
 	CT_ACT_QUARANTINE_VMID, /* vmid taken by a foreign guest: quarantine it,

@@ -869,16 +869,36 @@ static void plan__our_uid_in_description_no_tags__adopts_and_tags(void **state) 
 	with_config(w);
 	w->ctags[0] = 0;
 	const CtPlan *p = plan(w);
-	expect_actions(p, 1, CT_ACT_ADOPT_AND_TAG);
-	assert_string_equal(p->actions[0].reason, "Adopted");
-	assert_true(p->actions[0].config_fields & CT_CFG_TAGS);
-	assert_string_equal(p->actions[0].digest, DIGEST);
+	/* the lost clone is settled by what is observed, then adopted */
+	expect_actions(p, 2, CT_ACT_RECORD_TASK, CT_ACT_ADOPT_AND_TAG);
+	assert_int_equal(p->actions[0].op, CT_OP_CLONE);
+	assert_string_equal(p->actions[1].reason, "Adopted");
+	assert_true(p->actions[1].config_fields & CT_CFG_TAGS);
+	assert_string_equal(p->actions[1].digest, DIGEST);
 
 	/* tags removed by hand from a created one: adopted back the same way */
 	w->ops[0] = (CtOp){.type = CT_OP_CREATE, .step = CT_STEP_DONE};
 	w->s.mode = CT_MODE_CREATE;
 	p = plan(w);
 	expect_actions(p, 1, CT_ACT_ADOPT_AND_TAG);
+}
+
+static void plan__create_reply_lost_container_ours__records_create_done(void **state) /* C9b */
+{
+	W *w = *state;
+	w->ops[0] = (CtOp){.type = CT_OP_CREATE, .step = CT_STEP_INTENT, .started_ms = NOW - 9000};
+	const CtPlan *p = plan(w);
+	expect_actions(p, 2, CT_ACT_RECORD_TASK, CT_ACT_NOTHING);
+	assert_int_equal(p->actions[0].op, CT_OP_CREATE);
+	assert_true(p->actions[0].task_ok);
+	assert_string_equal(p->actions[0].upid, "");
+	assert_true(p->converged);
+
+	/* with drift as well: the record comes first, the call last */
+	with_config(w);
+	w->cfg.cores = 1;
+	p = plan(w);
+	expect_actions(p, 2, CT_ACT_RECORD_TASK, CT_ACT_UPDATE_CONFIG);
 }
 
 /* --- C12-C21: ours ---------------------------------------------------------------------- */
@@ -1225,6 +1245,7 @@ int main(void)
 	    T(plan__migrated_to_other_node__follows_no_recreate),
 	    T(plan__clone_done_untagged__configures_all_fields),
 	    T(plan__our_uid_in_description_no_tags__adopts_and_tags),
+	    T(plan__create_reply_lost_container_ours__records_create_done),
 	    T(plan__hints_differ_or_missing__reads_config),
 	    T(plan__memory_changed_by_hand__updates_config_with_digest),
 	    T(plan__config_drift__each_field),
