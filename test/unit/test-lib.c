@@ -10,7 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include "buf.h"
+#include "crash.h"
 #include "log.h"
 #include "util.h"
 
@@ -110,6 +113,34 @@ static void log__secret__redacted_and_json(void **state)
 	assert_non_null(strstr(out, "[redacted]"));
 	assert_non_null(strstr(out, "\"level\":\"warning\""));
 	assert_non_null(strstr(out, "\"uid\":\"abc\\\"d\""));
+}
+
+static int crash_child(const char *env, int calls)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("ZLH_CRASH_AT", env, 1);
+		for (int i = 0; i < calls; i++) {
+			crash_point("create", "call");
+			crash_point("create", "intent");
+		}
+		_exit(0);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void crash__nth_matching_point__exits_137(void **state)
+{
+	(void)state;
+	assert_int_equal(crash_child("create:intent", 1), 137);
+	assert_int_equal(crash_child("create:intent:3", 2), 0);
+	assert_int_equal(crash_child("create:intent:3", 3), 137);
+	assert_int_equal(crash_child("clone:intent", 5), 0);
+	assert_int_equal(crash_child("garbage", 5), 0);
+	/* unset: a no-op */
+	crash_point("create", "intent");
 }
 
 int main(void)
