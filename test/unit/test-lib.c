@@ -153,6 +153,7 @@ int main(void)
 	    cmocka_unit_test(secret__trailing_newline__stripped_once),
 	    cmocka_unit_test(sha256__known_vector),
 	    cmocka_unit_test(log__secret__redacted_and_json),
+	    cmocka_unit_test(crash__nth_matching_point__exits_137),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
