@@ -34,8 +34,10 @@ static void crash_init(void)
 			return;
 		want_n = v;
 	}
-	snprintf(want_action, sizeof want_action, "%s", a);
-	snprintf(want_step, sizeof want_step, "%s", s);
+	if (strlen(a) >= sizeof want_action || strlen(s) >= sizeof want_step)
+		return;
+	memcpy(want_action, a, strlen(a) + 1);
+	memcpy(want_step, s, strlen(s) + 1);
 	atomic_store(&armed, true);
 }
 
