@@ -288,6 +288,64 @@ static json_t *vm_resource(const Container *ct)
 	return o;
 }
 
+/* JSON string literal of s into b (escaping quotes, backslashes, controls). */
+static void buf_json_str(Buf *b, const char *s)
+{
+	(void)!buf_puts(b, "\"");
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		if (*p == '"' || *p == '\\')
+			(void)!buf_printf(b, "\\%c", *p);
+		else if (*p < 0x20)
+			(void)!buf_printf(b, "\\u%04x", *p);
+		else
+			(void)!buf_append(b, p, 1);
+	}
+	(void)!buf_puts(b, "\"");
+}
+
+/* vm_resource() written straight into b: /cluster/resources is the one big
+ * answer (every container of the cluster), built without a tree of objects. */
+static void vm_resource_buf(Buf *b, const Container *ct)
+{
+	(void)!buf_printf(b, "{\"id\":\"lxc/%d\",\"type\":\"lxc\",\"vmid\":%d,\"node\":", ct->vmid,
+	                  ct->vmid);
+	buf_json_str(b, ct->node);
+	const char *tags = json_string_value(json_object_get(ct->conf, "tags"));
+	if (tags && *tags) {
+		(void)!buf_puts(b, ",\"tags\":");
+		buf_json_str(b, tags);
+	}
+	if (ct->lock) {
+		(void)!buf_puts(b, ",\"lock\":");
+		buf_json_str(b, ct->lock);
+	}
+	if (!stats_known(ct)) {
+		(void)!buf_puts(b, ",\"status\":\"unknown\"}");
+		return;
+	}
+	long long mem =
+	    (long long)json_integer_value(json_object_get(ct->conf, "memory")) * 1048576LL;
+	long long cores = (long long)json_integer_value(json_object_get(ct->conf, "cores"));
+	long long disk = (long long)rootfs_size(ct);
+	(void)!buf_puts(b, ",\"name\":");
+	buf_json_str(b, json_string_value(json_object_get(ct->conf, "hostname")));
+	(void)!buf_printf(
+	    b,
+	    ",\"status\":\"%s\",\"template\":%d,\"maxmem\":%lld,\"mem\":%lld,"
+	    "\"maxcpu\":%lld,\"cpu\":%s,\"maxdisk\":%lld,\"disk\":%lld,\"uptime\":%lld,"
+	    "\"netin\":0,\"netout\":0,\"diskread\":0,\"diskwrite\":0",
+	    ct->running ? "running" : "stopped", ct->is_template ? 1 : 0, mem,
+	    ct->running ? mem / 4 : 0, cores ? cores : (long long)sim_opt.node_cpus,
+	    ct->running ? "0.01" : "0", disk, ct->running ? disk / 8 : 0,
+	    ct->running ? (long long)((sim_now_ms() - ct->started_ms) / 1000) : 0LL);
+	const char *pool = json_string_value(json_object_get(ct->conf, "pool"));
+	if (pool) {
+		(void)!buf_puts(b, ",\"pool\":");
+		buf_json_str(b, pool);
+	}
+	(void)!buf_puts(b, "}");
+}
+
 static json_t *node_resource(int i)
 {
 	char id[48];
@@ -511,13 +569,20 @@ static void h_resources(SimRequest *req, SimResponse *resp)
 	if (!begin(req, resp, &c, false))
 		return;
 	const char *type = pstr(&c, "type");
-	json_t *a = json_array();
+	Buf b = BUF_INIT;
+	bool first = true;
+	(void)!buf_puts(&b, "{\"data\":[");
 	if (!type || strcmp(type, "vm") == 0)
-		for (size_t i = 0; i < world.n_cts; i++)
-			json_array_append_new(a, vm_resource(world.cts[i]));
+		for (size_t i = 0; i < world.n_cts; i++) {
+			if (!first)
+				(void)!buf_puts(&b, ",");
+			first = false;
+			vm_resource_buf(&b, world.cts[i]);
+		}
+	json_t *rest = json_array();
 	if (!type || strcmp(type, "node") == 0)
 		for (int i = 0; i < world.n_nodes; i++)
-			json_array_append_new(a, node_resource(i));
+			json_array_append_new(rest, node_resource(i));
 	if (!type || strcmp(type, "storage") == 0)
 		for (int i = 0; i < world.n_nodes; i++)
 			for (size_t s = 0; s < ELEMENTSOF(storages); s++) {
@@ -525,13 +590,27 @@ static void h_resources(SimRequest *req, SimResponse *resp)
 				snprintf(id, sizeof(id), "storage/%s/%s", world.nodes[i],
 				         storages[s]);
 				json_array_append_new(
-				    a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:i}", "id",
-				                 id, "type", "storage", "node", world.nodes[i],
-				                 "storage", storages[s], "status", "available",
-				                 "disk", (json_int_t)10 << 30, "maxdisk",
-				                 (json_int_t)500 << 30, "shared", 0));
+				    rest,
+				    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:i}", "id", id,
+				              "type", "storage", "node", world.nodes[i], "storage",
+				              storages[s], "status", "available", "disk",
+				              (json_int_t)10 << 30, "maxdisk",
+				              (json_int_t)500 << 30, "shared", 0));
 			}
-	pve_ok(resp, a);
+	size_t i;
+	json_t *it;
+	json_array_foreach(rest, i, it)
+	{
+		_cleanup_free_ char *d = json_dumps(it, JSON_COMPACT);
+		(void)!buf_printf(&b, "%s%s", first ? "" : ",", d ? d : "{}");
+		first = false;
+	}
+	json_decref(rest);
+	(void)!buf_puts(&b, "]}");
+	resp->status = 200;
+	free(resp->body);
+	resp->body = buf_steal(&b);
+	resp->content_type = "application/json;charset=UTF-8";
 	ctx_done(&c);
 }
 

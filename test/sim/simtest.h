@@ -9,7 +9,7 @@
  *
  * The sim runs with --print-config; the printed config (s.config) is what a
  * controller would be given, its "database:" line a placeholder. stderr of
- * the sim goes to log_path when set (else /dev/null). */
+ * the sim goes to log_path when set, else to $ZLH_SIM_LOG, else /dev/null. */
 #pragma once
 
 #include <errno.h>
@@ -138,6 +138,8 @@ static inline int simtest_start_log(SimProc *s, const char *const *args, int64_t
 	}
 	if (pid == 0) {
 		dup2(pfd[1], 1);
+		if (!log_path)
+			log_path = getenv("ZLH_SIM_LOG");
 		int e =
 		    open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (e >= 0)
