@@ -1195,6 +1195,98 @@ static void plan__invariant__at_most_one_external_call_last(void **state)
 	assert_int_equal(ext, 1);
 }
 
+/* Over a grid of worlds, the structural promises hold for every plan:
+ * 1..CT_MAX_ACTIONS actions; at most one external call and it is last; an
+ * observation or NOTHING is last; nothing mutating on an unknown list or
+ * while paused; never a create on a present guest; never an external call
+ * while a foreign guest sits at the vmid; never a destroy unless deleting;
+ * never a stop or destroy under deletionPolicy Orphan. */
+static void plan__grid__structural_invariants_hold(void **state)
+{
+	W *w = *state;
+	W base = *w;
+	char other_tags[96];
+	snprintf(other_tags, sizeof other_tags, "zlh;zlh-%s", OTHER_UID);
+	static const char *const locks[] = {"", "create", "backup"};
+	static const CtStep steps[] = {CT_STEP_INTENT, CT_STEP_HANDLE, CT_STEP_DONE};
+	/* One loop over a mixed-radix combination index: known, guest (absent,
+	 * ours, untagged-ours, foreign), lock, status (running, stopped,
+	 * unknown), power, deletion (no, Delete, Orphan), paused, create-op
+	 * step, failed, config read, mode. */
+	static const size_t radix[] = {2, 4, ELEMENTSOF(locks), 3, 2, 3, 2, ELEMENTSOF(steps), 2,
+	                               2, 2};
+	size_t total = 1;
+	for (size_t i = 0; i < ELEMENTSOF(radix); i++)
+		total *= radix[i];
+	size_t n_plans = 0;
+	for (size_t combo = 0; combo < total; combo++) {
+		size_t v[ELEMENTSOF(radix)], rest = combo;
+		for (size_t i = 0; i < ELEMENTSOF(radix); i++) {
+			v[i] = rest % radix[i];
+			rest /= radix[i];
+		}
+		bool known = v[0], paused = v[6], failed = v[8], cfg = v[9], mode = v[10];
+		size_t guest = v[1], lk = v[2], st = v[3], power = v[4], del = v[5], sp = v[7];
+
+		*w = base;
+		w->j.ops = w->ops;
+		w->o.known = known;
+		w->o.guest = guest ? &w->g : NULL;
+		w->g.tags = guest == 1 ? w->gtags : guest == 2 ? "" : other_tags;
+		w->cfg.tags = guest == 1 ? w->ctags : guest == 2 ? "" : other_tags;
+		snprintf(w->g.lock, sizeof w->g.lock, "%s", locks[lk]);
+		w->g.status = st == 0   ? PVE_RUN_RUNNING
+		              : st == 1 ? PVE_RUN_STOPPED
+		                        : PVE_RUN_UNKNOWN;
+		w->o.config = cfg ? &w->cfg : NULL;
+		w->d.power = power ? CT_POWER_STOPPED : CT_POWER_RUNNING;
+		w->d.deletion_requested = del != 0;
+		w->d.deletion_policy = del == 2 ? CT_DELETION_ORPHAN : CT_DELETION_DELETE;
+		w->d.paused = paused;
+		w->d.restart_at_ms = 99;
+		w->ops[0].type = mode ? CT_OP_CLONE : CT_OP_CREATE;
+		w->ops[0].step = steps[sp];
+		w->ops[0].failed = failed && steps[sp] == CT_STEP_DONE;
+		w->ops[0].finished_ms = steps[sp] == CT_STEP_DONE ? NOW - 100000 : 0;
+		w->s.mode = mode ? CT_MODE_CLONE : CT_MODE_CREATE;
+		w->s.templates = w->tpl;
+		w->s.n_templates = 2;
+		const CtPlan *p = plan(w);
+		n_plans++;
+
+		assert_true(p->n_actions >= 1 && p->n_actions <= CT_MAX_ACTIONS);
+		size_t ext = 0;
+		for (size_t i = 0; i < p->n_actions; i++) {
+			CtActionType t = p->actions[i].type;
+			CtActionClass c = recon_container_action_class(t);
+			bool last = i == p->n_actions - 1;
+			if (c == CT_CLASS_EXTERNAL) {
+				ext++;
+				assert_true(last);
+				assert_true(known && !paused);
+				assert_true(guest != 3); /* never touch a foreign guest */
+				if (t == CT_ACT_CREATE || t == CT_ACT_CLONE)
+					assert_null(w->o.guest);
+				if (t == CT_ACT_SHUTDOWN || t == CT_ACT_STOP)
+					assert_true(del != 2);
+				if (t == CT_ACT_DESTROY)
+					assert_int_equal(del, 1);
+			}
+			if (c == CT_CLASS_OBSERVE || t == CT_ACT_NOTHING)
+				assert_true(last);
+			if (c == CT_CLASS_STORE)
+				assert_false(paused);
+		}
+		assert_true(ext <= 1);
+		if (!known) {
+			assert_int_equal(p->n_actions, 1);
+			assert_int_equal(p->actions[0].type, CT_ACT_NOTHING);
+			assert_false(p->conditions_valid);
+		}
+	}
+	assert_true(n_plans > 5000);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1263,6 +1355,7 @@ int main(void)
 	    T(plan__converged__nothing_no_reads),
 	    T(plan__invalid_input__einval),
 	    T(plan__invariant__at_most_one_external_call_last),
+	    T(plan__grid__structural_invariants_hold),
 	};
 	return cmocka_run_group_tests_name("container-plan", tests, NULL, NULL);
 }
