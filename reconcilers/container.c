@@ -37,7 +37,7 @@
  *  -- deletion requested --
  * D1   earlier finalizers (dns, proxy, backup)     NOTHING                      F Deleting / none
  *      still pending
- * D2   no allocation                               RELEASE_ALLOCATION           F Deleting / 0
+ * D2   no allocation                               NOTHING, finalized           F Deleted / none
  * D3   guest absent, create op at intent/call      NOTHING                      F Deleting / rest of grace
  *      younger than call_grace (may still land)
  * D4   guest absent                                RELEASE_ALLOCATION           F Deleting / 0
@@ -500,9 +500,9 @@ static void plan_delete(Ctx *x)
 		return nothing(x, CT_REQUEUE_NONE,
 		               "waiting for the dns, proxy and backup finalizers");
 	if (!a->vmid) { /* D2 */
-		add(x, CT_ACT_RELEASE_ALLOCATION, "Deleted",
-		    "no allocation: container finalizer done");
-		return requeue(x, 0);
+		x->p->finalized = true;
+		cond_set(&p->ready, CT_COND_FALSE, "Deleted", "the container is gone");
+		return nothing(x, CT_REQUEUE_NONE, "nothing of ours is left: finalizer done");
 	}
 	const PveGuest *g = o->guest;
 	if (!g) {

@@ -208,7 +208,8 @@ typedef enum CtActionType {
 	                           drop this allocation (incarnation -> new one) */
 	CT_ACT_RECREATE, /* container lost: incarnation -> new one, event Recreated */
 	CT_ACT_FOLLOW_MIGRATION, /* allocation.node = node (the CT moved) */
-	CT_ACT_RELEASE_ALLOCATION, /* free vmid/ip/hostname; container finalizer done */
+	CT_ACT_RELEASE_ALLOCATION, /* free vmid/ip/hostname (the container is gone or
+	                              orphaned); the next plan reports finalized */
 	/* external: one Proxmox call each (journaled as op) */
 	CT_ACT_CREATE,
 	CT_ACT_CLONE,
@@ -290,6 +291,9 @@ typedef struct CtPlan {
 	CtCondition ready; /* type ContainerReady */
 	bool conditions_valid; /* false: observation unknown, keep the stored ones */
 	bool converged; /* observed matches desired; nothing pending */
+	bool finalized; /* deletion: nothing of ours is left (allocation released):
+	                   the container finalizer is done. A NOTHING during
+	                   deletion without it means "wait", not "done". */
 	int64_t requeue_after_ms; /* CT_REQUEUE_NONE, 0 = at once, > 0 = delay */
 } CtPlan;
 

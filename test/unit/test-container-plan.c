@@ -335,9 +335,10 @@ static void plan__delete_earlier_finalizers_pending__waits(void **state) /* D1 *
 	expect_actions(p, 1, CT_ACT_NOTHING);
 	expect_ready(p, CT_COND_FALSE, "Deleting");
 	assert_int_equal(p->requeue_after_ms, CT_REQUEUE_NONE);
+	assert_false(p->finalized); /* waiting is not done */
 }
 
-static void plan__delete_without_allocation__releases(void **state) /* D2 */
+static void plan__delete_without_allocation__finalized(void **state) /* D2 */
 {
 	W *w = *state;
 	w->d.deletion_requested = true;
@@ -345,7 +346,10 @@ static void plan__delete_without_allocation__releases(void **state) /* D2 */
 	w->o.guest = NULL;
 	no_ops(w);
 	const CtPlan *p = plan(w);
-	expect_actions(p, 1, CT_ACT_RELEASE_ALLOCATION);
+	expect_actions(p, 1, CT_ACT_NOTHING);
+	assert_true(p->finalized);
+	expect_ready(p, CT_COND_FALSE, "Deleted");
+	assert_int_equal(p->requeue_after_ms, CT_REQUEUE_NONE);
 }
 
 static void plan__delete_absent_create_call_may_land__waits_grace(void **state) /* D3 */
@@ -1278,6 +1282,11 @@ static void plan__grid__structural_invariants_hold(void **state)
 				assert_false(paused);
 		}
 		assert_true(ext <= 1);
+		if (p->finalized) {
+			assert_true(w->d.deletion_requested);
+			assert_int_equal(p->n_actions, 1);
+			assert_int_equal(p->actions[0].type, CT_ACT_NOTHING);
+		}
 		if (!known) {
 			assert_int_equal(p->n_actions, 1);
 			assert_int_equal(p->actions[0].type, CT_ACT_NOTHING);
@@ -1300,7 +1309,7 @@ int main(void)
 	    T(plan__open_task_running__waits_poll_interval),
 	    T(plan__open_task_stopped__records_exitstatus),
 	    T(plan__delete_earlier_finalizers_pending__waits),
-	    T(plan__delete_without_allocation__releases),
+	    T(plan__delete_without_allocation__finalized),
 	    T(plan__delete_absent_create_call_may_land__waits_grace),
 	    T(plan__delete_absent__releases_allocation),
 	    T(plan__delete_lock_create_upid_lost__waits),
