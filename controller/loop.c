@@ -219,6 +219,8 @@ static void record_event(Worker *w, const RuntimeServer *srv, const char *type, 
 	StoreError err;
 	int64_t r = runtime_event_record(w->db, w->epoch, srv->uid, type, reason, message, &err);
 	if (r == -ESTALE) {
+		log_srv(LOG_WARNING, srv, NULL, NULL,
+		        "event write fenced: a newer lease epoch exists than %" PRId64, w->epoch);
 		w->fenced = true;
 		return;
 	}

@@ -102,6 +102,8 @@ static int probe_act(RecEnv *env, const RuntimeServer *srv, void *snapshot, cons
 				nanosleep(&ts, NULL);
 			}
 		}
+		/* The call returned: record it, fenced like a journal write. */
+		rec_event(env, srv, "Normal", "ProbeDone", "probe-1 done");
 	} else if (strcmp(action->name, "probe-2") == 0) {
 		res->requeue_after_ms = 3600 * 1000;
 	}

@@ -8,6 +8,8 @@
  *   second asks to be looked at again only after an hour, so each pass acts
  *   once per server). $ZLH_TEST_PROBE_HOLD_MS makes probe-1 hold that long
  *   after writing its line (a slow call to stall a process in).
+ * After the hold probe-1 records an event (a fenced write, like a journal
+ * write after a call returns).
  * finalize: one action, probe-cleanup, until the file shows it was done.
  * It owns no condition and uses a finalizer ("probe"). */
 #pragma once
