@@ -20,7 +20,37 @@
  *   5. requeue per plan.requeue_after_ms.
  * Before every external call the runtime writes the journal intent (step
  * intent), checks its lease, calls, saves the handle (UPID), and the next
- * pass waits on it (WAIT_TASK). DESIGN.md section 7 rule 6. */
+ * pass waits on it (WAIT_TASK). DESIGN.md section 7 rule 6.
+ *
+ * What the store has to provide (reconcilers write no SQL):
+ *   - CtJournal: the current incarnation of the server's container, the
+ *     LATEST operations row per action of that incarnation (zlh.operations
+ *     step 'failed' maps to CT_STEP_DONE + failed), each with its handle,
+ *     error, created_at (started_ms), updated_at when done (finished_ms),
+ *     and for reboots the restartAt it honours (payload); plus the
+ *     restartAt last honoured.
+ *   - idempotency keys: create/clone "<uid>:create:<incarnation>[:<attempt>]"
+ *     (retry = true -> next attempt), reboot "<uid>:reboot:<restartAt>",
+ *     repeatable ops (config, resize, start, shutdown, stop, destroy,
+ *     untag) "<uid>:<op>:<incarnation>:<seq>" with a new seq once the
+ *     previous row is done. The generation is not part of the create key:
+ *     one container per incarnation, whatever the spec says meanwhile.
+ *   - ALLOCATE (one transaction): the lowest free vmid of vmid_range not
+ *     quarantined, a free ip of the kind's network, the hostname
+ *     (spec.hostname, else recon_container_default_hostname()), node =
+ *     action.node, and the create/clone intent row.
+ *   - QUARANTINE_VMID: record the vmid (zlh.quarantined_vmids), drop the
+ *     allocation, incarnation = action.incarnation, event Warning Conflict;
+ *     the next plan allocates anew (converge) or is finalized (deletion).
+ *   - RECREATE: incarnation = action.incarnation, event Normal Recreated,
+ *     same allocation.
+ *   - FOLLOW_MIGRATION: allocations.node = action.node.
+ *   - RELEASE_ALLOCATION: delete the allocations row.
+ *   - RECORD_TASK / RECORD_RESTART: mark the op done (or failed with
+ *     task_exit); record restart_at_ms as honoured.
+ *   - after CREATE/CLONE/START/REBOOT succeed, record restart_at_ms (when
+ *     > 0) as honoured.
+ *   - CtObserved.reserved: SUM(memory) of the allocations per node. */
 #pragma once
 
 #include <stdbool.h>
