@@ -27,6 +27,7 @@
 
 #define MAX_RECS 16
 #define ACT_REQUEUE_MS 250 /* look again this soon after an action */
+#define MAX_REPLAN_ROUNDS 4 /* plan -> act rounds per reconciler and pass */
 #define STATUS_BUSY_RETRY_MS 1000
 #define COUNTS_EVERY_MS 2000
 #define OBSERVE_FAIL_HOLD_MS 1000 /* a failed bulk observation is reused this long */
@@ -442,22 +443,27 @@ static void requeue_min(RunState *st, int64_t ms)
 		st->requeue_ms = ms;
 }
 
-/* Performs plan's actions for reconciler i. Returns true when the plan was
- * completed (every action done, none waiting). */
-static bool perform(Worker *w, size_t i, RuntimeServer *srv, Snap *snap, void *obs, Plan *plan,
-                    RunState *st)
+typedef enum PerformResult {
+	PERFORM_DONE, /* every action done */
+	PERFORM_STOPPED, /* failed, waiting, stopping or the lease is gone */
+	PERFORM_REPLAN, /* an act observed something: plan again now */
+} PerformResult;
+
+/* Performs plan's actions for reconciler i, in order. */
+static PerformResult perform(Worker *w, size_t i, RuntimeServer *srv, Snap *snap, void *obs,
+                             Plan *plan, RunState *st)
 {
 	Controller *c = w->c;
 	const Reconciler *rec = c->recs[i];
 	for (size_t a = 0; a < plan->n_actions; a++) {
 		const Action *ac = &plan->actions[a];
 		if (stopping(c))
-			return false;
+			return PERFORM_STOPPED;
 		if (ac->mutating && !lease_valid_for(&c->lease, w->epoch, -1)) {
 			log_srv(LOG_WARNING, srv, rec->name, ac->name,
 			        "lease not valid (epoch %" PRId64 "): not acting", w->epoch);
 			st->lost = true;
-			return false;
+			return PERFORM_STOPPED;
 		}
 		/* The finalizer goes in before anything exists to clean up. */
 		if (rec->uses_finalizer && !srv->deleting &&
@@ -468,14 +474,14 @@ static bool perform(Worker *w, size_t i, RuntimeServer *srv, Snap *snap, void *o
 			if (r == -ESTALE) {
 				w->fenced = true;
 				st->lost = true;
-				return false;
+				return PERFORM_STOPPED;
 			}
 			if (r < 0) {
 				db_error(w, r);
 				st->failed = true;
 				set_error(st->last_error, sizeof st->last_error,
 				          "adding finalizer %s: %s", rec->name, err.message);
-				return false;
+				return PERFORM_STOPPED;
 			}
 			char **nf = realloc(srv->finalizers,
 			                    (strv_len(srv->finalizers) + 2) * sizeof(char *));
@@ -487,10 +493,10 @@ static bool perform(Worker *w, size_t i, RuntimeServer *srv, Snap *snap, void *o
 			}
 		}
 		if (ac->system && hook_rate_wait(w, ac->system) < 0)
-			return false; /* stopping */
+			return PERFORM_STOPPED; /* stopping */
 		if (ac->mutating && !lease_valid_for(&c->lease, w->epoch, -1)) {
 			st->lost = true;
-			return false;
+			return PERFORM_STOPPED;
 		}
 		RecEnv env = make_env(w, i);
 		ActResult res = {0};
@@ -518,7 +524,7 @@ static bool perform(Worker *w, size_t i, RuntimeServer *srv, Snap *snap, void *o
 			          ac->name, why);
 			if (w->fenced)
 				st->lost = true;
-			return false;
+			return PERFORM_STOPPED;
 		}
 		log_fields(LOG_INFO,
 		           LOG_F("uid", srv->uid, "name", srv->name, "reconciler", rec->name,
@@ -526,15 +532,17 @@ static bool perform(Worker *w, size_t i, RuntimeServer *srv, Snap *snap, void *o
 		           "%s", ac->description[0] ? ac->description : ac->name);
 		if (w->fenced) {
 			st->lost = true;
-			return false;
+			return PERFORM_STOPPED;
 		}
 		if (res.requeue_after_ms > 0) {
 			requeue_min(st, res.requeue_after_ms);
 			st->act_asked = true;
-			return false;
+			return PERFORM_STOPPED;
 		}
+		if (res.replan)
+			return PERFORM_REPLAN;
 	}
-	return true;
+	return PERFORM_DONE;
 }
 
 static const char *outcome_name(const RunState *st, bool paused)
@@ -612,7 +620,9 @@ static Outcome reconcile_key(Worker *w, const char *uid)
 				          rec->name, strerror(-r));
 			}
 		}
-		if (ok) {
+		/* plan -> act, again while an act asks to re-plan on what it
+		 * just observed (bounded). */
+		for (int round = 0; ok; round++) {
 			if (srv->deleting)
 				r = rec->finalize
 				        ? rec->finalize(c->cfg, srv, snap ? snap->data : NULL, obs,
@@ -624,7 +634,17 @@ static Outcome reconcile_key(Worker *w, const char *uid)
 				ok = false;
 				set_error(st.last_error, sizeof st.last_error, "%s: plan: %s",
 				          rec->name, strerror(-r));
+				break;
 			}
+			if (srv->paused || plan.n_actions == 0)
+				break;
+			if (perform(w, i, srv, snap, obs, &plan, &st) != PERFORM_REPLAN)
+				break;
+			if (round + 1 >= MAX_REPLAN_ROUNDS) {
+				requeue_min(&st, ACT_REQUEUE_MS);
+				break;
+			}
+			plan_clear(&plan);
 		}
 		if (!ok) {
 			st.failed = true;
@@ -640,11 +660,8 @@ static Outcome reconcile_key(Worker *w, const char *uid)
 			if (plan.failed)
 				st.phase_failed = true;
 			requeue_min(&st, plan.requeue_after_ms);
-			bool complete = true;
-			if (!srv->paused && plan.n_actions > 0)
-				complete = perform(w, i, srv, snap, obs, &plan, &st);
 			if (srv->deleting) {
-				if (plan.n_actions > 0 || !complete || srv->paused) {
+				if (plan.n_actions > 0 || srv->paused) {
 					all_finalized = false;
 				} else if (rec->uses_finalizer &&
 				           runtime_server_has_finalizer(srv, rec->name)) {

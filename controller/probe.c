@@ -64,7 +64,7 @@ static int probe_finalize(const Config *cfg, const RuntimeServer *srv, const voi
 	                   srv->name);
 }
 
-static int probe_act(RecEnv *env, const RuntimeServer *srv, void *snapshot, const void *obs,
+static int probe_act(RecEnv *env, const RuntimeServer *srv, void *snapshot, void *obs,
                      const Action *action, ActResult *res)
 {
 	(void)snapshot;

@@ -37,7 +37,9 @@
  *       otherwise nothing more is done for this key),
  *     - the action's system's rate-limit token,
  *   and stop at the first action that fails or asks to wait
- *   (result.requeue_after_ms > 0). After a performed action the next plan of
+ *   (result.requeue_after_ms > 0); an act that observed something for the
+ *   plan (result.replan) makes the runtime plan again at once, up to 4
+ *   rounds per pass. After a performed action the next plan of
  *   that reconciler for this server waits for a snapshot taken after the act
  *   (unless act set result.snapshot_updated): acting on a stale observation
  *   would repeat the action. Then the runtime writes the status (fenced by
@@ -241,6 +243,10 @@ typedef struct ActResult {
 	/* act updated the snapshot itself (under its own lock): the next plan
 	 * needs no fresh observation. */
 	bool snapshot_updated;
+	/* The action was an observation (read a config, poll a task) whose
+	 * result act stored in obs: plan again now, in the same pass, instead
+	 * of performing the rest of this plan (at most 4 rounds a pass). */
+	bool replan;
 	/* On failure: what went wrong, for lastError and the event. */
 	char error[256];
 } ActResult;
@@ -366,9 +372,12 @@ typedef struct Reconciler {
 	 * absent; an empty plan means done (its finalizer is removed). */
 	int (*finalize)(const Config *cfg, const RuntimeServer *srv, const void *snapshot,
 	                const void *obs, Plan *plan);
-	/* Performs one action of a plan. snapshot may be updated under the
-	 * reconciler's own lock (then set res->snapshot_updated). */
-	int (*act)(RecEnv *env, const RuntimeServer *srv, void *snapshot, const void *obs,
+	/* Performs one action of a plan. It may record what it saw in obs
+	 * (this reconcile's own, then set res->replan to plan again) or in the
+	 * snapshot under the reconciler's own lock (then set
+	 * res->snapshot_updated). Journal and allocation writes go through the
+	 * store on env->db carrying env->epoch (zlh.fence). */
+	int (*act)(RecEnv *env, const RuntimeServer *srv, void *snapshot, void *obs,
 	           const Action *action, ActResult *res);
 } Reconciler;
 

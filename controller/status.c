@@ -29,6 +29,12 @@ static json_t *make_cond(const char *type, const char *status, const char *reaso
 	                 "lastTransitionTime", ltt);
 }
 
+static bool was_disabled(const json_t *c)
+{
+	const char *r = json_string_value(json_object_get(c, "reason"));
+	return r && strcmp(r, "Disabled") == 0;
+}
+
 /* The lastTransitionTime for type going to status: the stored one when
  * the status is unchanged, else now. */
 static const char *transition_time(const StatusInput *in, const char *type, const char *status)
@@ -65,7 +71,10 @@ int status_build_conditions(const StatusInput *in, json_t **ret, bool *ret_ready
 			status = "Unknown";
 			reason = "NotReported";
 			message = "the reconciler did not report this condition";
-		} else if ((old = find_cond(in->old_conditions, type))) {
+		} else if ((old = find_cond(in->old_conditions, type)) && !was_disabled(old)) {
+			/* The plan could not run: keep what was known (a
+			 * condition reported while its reconciler was off says
+			 * nothing about it now). */
 			if (json_array_append(arr, old) < 0)
 				return -ENOMEM;
 			const char *os = json_string_value(json_object_get(old, "status"));
