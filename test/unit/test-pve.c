@@ -728,6 +728,94 @@ static void task__running_ok_warnings_failed(void **state)
 	assert_false(pve_task_exitstatus_ok(NULL));
 }
 
+/* --- robustness: mutated peer input never crashes, leaks or half-fills -------------- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void mutate(char *buf, size_t len, uint64_t *seed)
+{
+	static const char alphabet[] = "{}[]\":,0123456789-.eE \\ntruefalsnul\x01\xff";
+	int n = 1 + (int)(rng_next(seed) % 4);
+	for (int i = 0; i < n && len; i++)
+		buf[rng_next(seed) % len] = alphabet[rng_next(seed) % (sizeof alphabet - 1)];
+}
+
+static void parsers__mutated_input__no_crash_no_partial_result(void **state)
+{
+	(void)state;
+	static const char *const seeds[] = {
+	    RESOURCES_VM,
+	    RESOURCES_NODE,
+	    "{\"data\":{\"digest\":\"d\",\"tags\":\"a;b\",\"cores\":\"2\",\"net0\":"
+	    "\"name=eth0,ip=1.2.3.4/24\",\"rootfs\":\"x,size=8G\",\"description\":\"zlh:uid=u\"}}",
+	    "{\"data\":{\"status\":\"stopped\",\"exitstatus\":\"WARNINGS: 2\"}}",
+	    "{\"data\":null,\"message\":\"CT 5000 already exists on node 'pve2'\\n\","
+	    "\"errors\":{\"vmid\":\"bad\"}}",
+	};
+	uint64_t seed = 0x9E3779B97F4A7C15ULL;
+	char buf[2048];
+	for (int round = 0; round < 4000; round++) {
+		const char *src = seeds[round % ELEMENTSOF(seeds)];
+		size_t len = strlen(src);
+		assert_true(len < sizeof buf);
+		memcpy(buf, src, len + 1);
+		mutate(buf, len, &seed);
+		json_t *d = NULL;
+		PveError e;
+		long status = round % 3 ? 200 : 500;
+		int r = pve_response_parse(status, buf, len, PVE_OP_READ, &d, &e);
+		assert_true(r <= 0);
+		if (r < 0) {
+			assert_null(d);
+			assert_true(strlen(e.message) < sizeof e.message);
+			continue;
+		}
+		PveResources res = {0};
+		if (pve_parse_resources(d, &res) < 0) {
+			assert_null(res.guests);
+			assert_int_equal(res.n_guests + res.n_nodes, 0);
+		}
+		pve_resources_clear(&res);
+		PveCtConfig c;
+		if (pve_parse_config(d, &c) == 0) {
+			PveNet0 n;
+			int64_t sz;
+			assert_true(pve_net0_parse(c.net0 ? c.net0 : "", &n) <= 0);
+			assert_true(pve_rootfs_size_bytes(c.rootfs, &sz) <= 0);
+			(void)pve_description_has_uid(c.description, "u");
+			pve_ct_config_clear(&c);
+		}
+		PveCtStatus st;
+		assert_true(pve_parse_status(d, &st) <= 0);
+		PveTaskStatus t;
+		assert_true(pve_parse_task_status(d, &t) <= 0);
+		json_decref(d);
+	}
+	/* UPIDs, tags, net0 and rootfs values from random bytes */
+	for (int round = 0; round < 4000; round++) {
+		char u[] = "UPID:pve1:0000ABCD:0012F3A4:65A1B2C3:vzcreate:5000:zlh@pve!c:";
+		mutate(u, strlen(u), &seed);
+		PveUpid up;
+		assert_true(pve_upid_parse(u, &up) <= 0);
+		_cleanup_free_ char *t = NULL;
+		if (pve_tags_normalize(u, &t) == 0) {
+			assert_true(pve_tags_equal(t, u));
+			char uid[64];
+			assert_true(pve_tags_uid(t, uid, sizeof uid) <= 0);
+		}
+		PveNet0 n;
+		int64_t sz;
+		assert_true(pve_net0_parse(u, &n) <= 0);
+		assert_true(pve_rootfs_size_bytes(u, &sz) <= 0);
+	}
+}
+
 /* --- over loopback: what the client puts on the wire ------------------------------- */
 
 typedef struct Fake {
@@ -1071,6 +1159,7 @@ int main(void)
 	    cmocka_unit_test(config__parsed_with_defaults),
 	    cmocka_unit_test(status__parsed),
 	    cmocka_unit_test(task__running_ok_warnings_failed),
+	    cmocka_unit_test(parsers__mutated_input__no_crash_no_partial_result),
 	    cmocka_unit_test(client__new__refuses_missing_or_injected_credentials),
 	};
 	const struct CMUnitTest wire[] = {
