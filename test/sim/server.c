@@ -275,7 +275,7 @@ static enum MHD_Result process(SimListener *l, Req *r, struct MHD_Connection *co
 		note = "hang";
 	}
 	stats_request(l->sys, req.route, resp.drop ? 0 : resp.status, note, method, url,
-	              now_mono_ms() - r->t0);
+	              now_mono_ms() - r->t0, req.local_ip);
 	world_unlock();
 
 	if (resp.hang_ms > 0)

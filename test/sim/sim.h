@@ -347,7 +347,7 @@ Task *world_task_find(const char *upid);
 
 /* Accounting (stats.c). */
 void stats_request(SimSystem sys, const char *route, int status, const char *note,
-                   const char *method, const char *path, int64_t ms);
+                   const char *method, const char *path, int64_t ms, uint32_t agent_ip);
 void stats_effect(const char *name);
 void stats_created(const char *kind, const char *key);
 /* Recomputes the duplicates report after any change to the world. */

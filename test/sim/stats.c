@@ -24,6 +24,7 @@ typedef struct LogEntry {
 	int status;
 	const char *note;
 	int64_t dur_ms;
+	uint32_t ip; /* agent requests: the address reached */
 } LogEntry;
 
 enum {
@@ -101,7 +102,7 @@ static void counter_add(json_t *obj, const char *key, json_int_t n)
 }
 
 void stats_request(SimSystem sys, const char *route, int status, const char *note,
-                   const char *method, const char *path, int64_t ms)
+                   const char *method, const char *path, int64_t ms, uint32_t agent_ip)
 {
 	st.total++;
 	st.by_system[sys]++;
@@ -137,6 +138,7 @@ void stats_request(SimSystem sys, const char *route, int status, const char *not
 	e->status = status;
 	e->note = note;
 	e->dur_ms = ms;
+	e->ip = agent_ip;
 }
 
 void stats_effect(const char *name)
@@ -307,6 +309,11 @@ json_t *stats_requests_json(uint64_t since, size_t limit, int sys)
 		    e->method, "path", e->path, "status", e->status, "ms", (json_int_t)e->dur_ms);
 		if (e->note)
 			json_object_set_new(j, "fault", json_string(e->note));
+		if (e->ip) {
+			char ip[32];
+			ip_format(e->ip, ip, sizeof(ip));
+			json_object_set_new(j, "ip", json_string(ip));
+		}
 		json_array_append_new(arr, j);
 		n++;
 	}
