@@ -292,8 +292,9 @@ int pve_response_parse(long status, const char *body, size_t len, PveOp op, json
 /* Maps an HTTP status and Proxmox's message (first line) to a negative errno
  * (table at the top of this file). Never returns 0. */
 int pve_error_classify(long status, const char *message, PveOp op);
-/* Parses the "data" array of /cluster/resources (either type, or both mixed;
- * other types are skipped). Appends to *res (which the caller zeroed).
+/* Parses the "data" array (borrowed) of /cluster/resources (either type, or
+ * both mixed; other types are skipped). Appends to *res (which the caller
+ * zeroed; entries are owned by res).
  * -EBADMSG on a malformed entry, -E2BIG past the bounds. On failure *res is
  * left as it was before the call. */
 int pve_parse_resources(const json_t *data, PveResources *res) _must_check_;
@@ -302,8 +303,11 @@ void pve_resources_clear(PveResources *res);
 const PveGuest *pve_resources_find_guest(const PveResources *res, int64_t vmid);
 const PveNode *pve_resources_find_node(const PveResources *res, const char *node);
 
+/* data borrowed. *ret written only on success: its strings are new (clear
+ * with pve_ct_config_clear). -EBADMSG for a shape that is not a config. */
 int pve_parse_config(const json_t *data, PveCtConfig *ret) _must_check_;
 void pve_ct_config_clear(PveCtConfig *cfg);
+/* data borrowed; *ret (plain values) written only on success. */
 int pve_parse_status(const json_t *data, PveCtStatus *ret) _must_check_;
 int pve_parse_task_status(const json_t *data, PveTaskStatus *ret) _must_check_;
 /* "OK" and "WARNINGS: <n>" are success. */
