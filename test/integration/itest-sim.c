@@ -236,16 +236,18 @@ static int group_setup(void **state)
 {
 	(void)state;
 	http_global_init();
+	/* tasks, the unknown window, agent phases and backups last long enough
+	 * that "right after the call" checks hold on a loaded machine */
 	const char *args[] = {"--nodes",
 	                      "3",
 	                      "--task-ms",
-	                      "80",
+	                      "400",
 	                      "--unknown-ms",
-	                      "300",
+	                      "1000",
 	                      "--agent-ready-ms",
-	                      "200",
+	                      "600",
 	                      "--backup-ms",
-	                      "100",
+	                      "400",
 	                      "--seed",
 	                      "7",
 	                      NULL};
@@ -851,7 +853,7 @@ static void agent__reachability__only_while_ct_runs_and_modes(void **state)
 	assert_int_equal(r.status, 202);
 	res_free(&r);
 	assert_true(wait_agent_state("127.60.0.20", "starting"));
-	sleep_ms(400); /* well past --agent-ready-ms: still not ready */
+	sleep_ms(700); /* well past --agent-ready-ms: still not ready */
 	r = agent("127.60.0.20", "GET", "/ready", NULL);
 	assert_int_equal(r.status, 503);
 	res_free(&r);
@@ -947,7 +949,7 @@ static void velocity__register__case_insensitive_refuses_other_address(void **st
 	assert_int_equal(r.status, 404);
 	res_free(&r);
 	/* a restart forgets every registration but the static lobby */
-	r = ctl("POST", "/_sim/velocity/restart", "{\"down_ms\":200}");
+	r = ctl("POST", "/_sim/velocity/restart", "{\"down_ms\":1000}");
 	assert_int_equal(r.status, 200);
 	res_free(&r);
 	r = vel("GET", "/zpack/status", NULL);

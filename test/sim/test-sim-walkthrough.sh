@@ -28,7 +28,7 @@ deadline_loop() {
 }
 
 # --- start (README: "Start it") ---------------------------------------------
-"$BIN/zlh-sim" --nodes 3 --task-ms 100 --print-config >"$work/c.yaml" 2>"$work/sim.log" &
+"$BIN/zlh-sim" --nodes 3 --task-ms 400 --unknown-ms 1000 --print-config >"$work/c.yaml" 2>"$work/sim.log" &
 SIM=$!
 deadline_loop 10 grep -q '^  edge_ipv4:' "$work/c.yaml" || fail "no config printed"
 head -1 "$work/c.yaml" | grep -q '^# zlh-sim control: http://127.0.0.1:[0-9]*$' || fail "first line"
