@@ -1151,6 +1151,24 @@ static void faults__lost__effect_done_reply_dropped(void **state)
 	json_t *st = stats();
 	assert_int_equal(jint(st, "faults.lost"), 2);
 	json_decref(st);
+
+	/* on a reused keep-alive connection libcurl resends by itself: the
+	 * caller sees "already exists" for its own container */
+	r = pve("GET", "/version", NULL); /* warm the connection */
+	res_free(&r);
+	r = ctl("POST", "/_sim/faults",
+	        "{\"system\":\"pve\",\"method\":\"POST\",\"route\":\"*/nodes/{node}/lxc\","
+	        "\"lost_rate\":1,\"count\":1}");
+	res_free(&r);
+	r = pve("POST", "/nodes/pve1/lxc",
+	        "vmid=5102&ostemplate=local%3Avztmpl%2Fdebian-12-standard_12.7-1_amd64.tar.zst");
+	assert_int_equal(r.err, 0);
+	assert_int_equal(r.status, 500);
+	assert_string_equal(jstr(r.j, "message"), "CT 5102 already exists on node 'pve1'\n");
+	res_free(&r);
+	st = stats();
+	assert_int_equal(jint(st, "faults.lost"), 3);
+	json_decref(st);
 	/* the request log shows the dropped replies with status 0 */
 	r = ctl("GET", "/_sim/requests?system=pve", NULL);
 	json_t *reqs = json_object_get(r.j, "requests");
