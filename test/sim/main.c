@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -462,6 +463,13 @@ int main(int argc, char **argv)
 		if (faults_add(g, &err) < 0)
 			return 2;
 		json_decref(g);
+	}
+
+	/* one thread and one socket per connection: take every descriptor allowed */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
 	/* signals: handled synchronously by this thread; listener threads inherit the mask */
