@@ -1227,6 +1227,33 @@ static void faults__latency_and_hang__delay_replies(void **state)
 	res_free(&r);
 }
 
+static void faults__vmid_filter__only_that_container(void **state)
+{
+	(void)state;
+	/* CT 5000 (127.60.0.5) and CT 5004 (127.60.0.20) both run agents */
+	Res r = ctl("POST", "/_sim/faults",
+	            "{\"system\":\"agent\",\"vmid\":5004,\"route\":\"/status\",\"error_rate\":1}");
+	assert_int_equal(r.status, 200);
+	res_free(&r);
+	r = agent("127.60.0.20", "GET", "/status", NULL);
+	assert_int_equal(r.status, 500);
+	res_free(&r);
+	r = agent("127.60.0.5", "GET", "/status", NULL);
+	assert_int_equal(r.status, 200);
+	res_free(&r);
+	r = agent("127.60.0.20", "GET", "/health", NULL);
+	assert_int_equal(r.status, 200);
+	res_free(&r);
+	r = ctl("GET", "/_sim/faults", NULL);
+	assert_int_equal(jint(json_array_get(json_object_get(r.j, "faults"), 0), "matched"), 1);
+	res_free(&r);
+	r = ctl("DELETE", "/_sim/faults", NULL);
+	res_free(&r);
+	r = agent("127.60.0.20", "GET", "/status", NULL);
+	assert_int_equal(r.status, 200);
+	res_free(&r);
+}
+
 /* ---- control: out of band --------------------------------------------------------- */
 
 static void control__out_of_band__foreign_delete_stop_lock(void **state)
@@ -1434,6 +1461,7 @@ int main(void)
 	    cmocka_unit_test(faults__error__500_before_any_side_effect),
 	    cmocka_unit_test(faults__lost__effect_done_reply_dropped),
 	    cmocka_unit_test(faults__latency_and_hang__delay_replies),
+	    cmocka_unit_test(faults__vmid_filter__only_that_container),
 	    cmocka_unit_test(control__out_of_band__foreign_delete_stop_lock),
 	    cmocka_unit_test(concurrency__1000_requests_at_once__all_answered),
 	    cmocka_unit_test(determinism__same_seed__same_faults_and_ids),
