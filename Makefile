@@ -160,8 +160,12 @@ chaos: deps tests
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
 	clang-format -i $(FORMAT_SRCS)
+# FORMAT_STRICT=1 makes a formatting difference fail the build.
+FORMAT_STRICT ?= 0
 format-check:
-	@clang-format --dry-run -Werror $(FORMAT_SRCS) && echo "format: clean"
+	@if clang-format --dry-run -Werror $(FORMAT_SRCS) 2>$(B)/format.log; then echo "format: clean"; \
+	else grep -c 'clang-format-violations' $(B)/format.log | sed 's/^/format: violations: /'; \
+		[ "$(FORMAT_STRICT)" != 1 ] || { head -20 $(B)/format.log; exit 1; }; fi
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/zlh-controller/crds \
