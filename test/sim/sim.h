@@ -387,7 +387,15 @@ int64_t pve_parse_size(const char *s);
 uint32_t pve_net_ip(const char *net0);
 /* Extracts the zlh uid from tags or description into out; false when none. */
 bool pve_ct_uid(json_t *conf, char *out, size_t n);
-/* Creates a container out of band (control.c). */
+/* pvect.c: net0 printed as Proxmox prints it (new), hwaddr kept or made. */
+char *pve_net_normalize(const char *s, const char *old_hwaddr);
+int64_t pve_rootfs_size(const Container *ct);
+char *pve_config_digest(const Container *ct); /* new */
+json_t *pve_config_json(const Container *ct); /* new: GET .../config's data */
+json_t *pve_vm_resource(const Container *ct); /* new */
+void pve_vm_resource_buf(Buf *b, const Container *ct);
+json_t *pve_node_resource(int node); /* new */
+/* Creates a container (not yet in the world; also out of band, control.c). */
 Container *pve_make_ct(int vmid, const char *node, const char *hostname, json_t *extra_conf);
 json_t *pve_ct_state_json(const Container *ct); /* new */
 
