@@ -208,96 +208,18 @@ static const char *jstr(const json_t *o, const char *key)
 	return s ? s : "";
 }
 
-static bool yaml_needs_quotes(const char *s)
-{
-	if (!*s)
-		return true;
-	static const char *const words[] = {"true", "false", "null", "yes", "no", "on", "off", "~"};
-	for (size_t i = 0; i < ELEMENTSOF(words); i++)
-		if (strcasecmp(s, words[i]) == 0)
-			return true;
-	if (strchr("-?:,[]{}#&*!|>'\"%@` ", s[0]) || s[strlen(s) - 1] == ' ')
-		return true;
-	if (strstr(s, ": ") || strstr(s, " #") || strchr(s, '\n'))
-		return true;
-	char *end;
-	(void)!strtod(s, &end);
-	return *end == 0; /* looks like a number */
-}
-
-static void yaml_scalar(FILE *f, const json_t *v)
-{
-	if (json_is_string(v)) {
-		const char *s = json_string_value(v);
-		if (yaml_needs_quotes(s)) {
-			_cleanup_free_ char *q = json_dumps(v, JSON_ENCODE_ANY);
-			fputs(q ? q : "\"\"", f);
-		} else
-			fputs(s, f);
-	} else {
-		_cleanup_free_ char *q = json_dumps(v, JSON_ENCODE_ANY);
-		fputs(q ? q : "null", f);
-	}
-}
-
-static bool json_is_container_nonempty(const json_t *v)
-{
-	return (json_is_object(v) && json_object_size(v) > 0) ||
-	       (json_is_array(v) && json_array_size(v) > 0);
-}
-
-/* Prints v as block YAML at the given indent. */
+/* Prints v as block YAML (specs' emitter, which reads back to the same
+ * value), every line indented by indent spaces. */
 static void yaml_print(FILE *f, const json_t *v, int indent)
 {
-	if (json_is_object(v)) {
-		const char *k;
-		json_t *x;
-		json_object_foreach((json_t *)v, k, x)
-		{
-			fprintf(f, "%*s%s:", indent, "", k);
-			if (json_is_container_nonempty(x)) {
-				fputc('\n', f);
-				yaml_print(f, x, indent + 2);
-			} else {
-				fputc(' ', f);
-				if (json_is_object(x))
-					fputs("{}", f);
-				else if (json_is_array(x))
-					fputs("[]", f);
-				else
-					yaml_scalar(f, x);
-				fputc('\n', f);
-			}
-		}
-	} else if (json_is_array(v)) {
-		size_t i;
-		json_t *x;
-		json_array_foreach(v, i, x)
-		{
-			fprintf(f, "%*s-", indent, "");
-			if (json_is_object(x) && json_object_size(x) > 0) {
-				/* first key on the dash line */
-				_cleanup_free_ char *tmp = NULL;
-				size_t len = 0;
-				FILE *m = open_memstream(&tmp, &len);
-				if (!m)
-					return;
-				yaml_print(m, x, indent + 2);
-				fclose(m);
-				fputs(tmp + indent + 1, f);
-			} else if (json_is_container_nonempty(x)) {
-				fputc('\n', f);
-				yaml_print(f, x, indent + 2);
-			} else {
-				fputc(' ', f);
-				yaml_scalar(f, x);
-				fputc('\n', f);
-			}
-		}
-	} else {
-		fprintf(f, "%*s", indent, "");
-		yaml_scalar(f, v);
-		fputc('\n', f);
+	_cleanup_free_ char *y = spec_to_yaml(v);
+	if (!y)
+		return;
+	for (char *line = y, *nl; *line; line = nl + 1) {
+		nl = strchrnul(line, '\n');
+		fprintf(f, "%*s%.*s\n", indent, "", (int)(nl - line), line);
+		if (!*nl)
+			break;
 	}
 }
 
