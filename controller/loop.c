@@ -839,8 +839,15 @@ static void *worker_main(void *arg)
 		switch (o) {
 		case OUT_DONE:
 		case OUT_GONE:
+			queue_forget(c->queue, key);
+			break;
 		case OUT_NOT_LEADER:
 			queue_forget(c->queue, key);
+			/* Only the margin ran short (a late renewal) and no newer
+			 * epoch was seen: look again soon. Otherwise the next
+			 * term's full resync brings the key back. */
+			if (!w->fenced && lease_epoch(&c->lease) == w->epoch && w->epoch != 0)
+				(void)!queue_add_after(c->queue, key, 1000);
 			break;
 		case OUT_RETRY: {
 			int64_t d = queue_add_rate_limited(c->queue, key);
