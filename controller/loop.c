@@ -1054,6 +1054,33 @@ static void refresh_counts(Controller *c)
 	pthread_mutex_unlock(&c->stat_lock);
 }
 
+/* Handles pending NOTIFY zlh_work payloads: a uid queues that server, an
+ * empty payload asks for a full pass, lease-released:<name> makes a standby
+ * claim at once. false when the connection is lost. */
+static bool drain_notifies(Controller *c, int64_t *next_resync)
+{
+	_cleanup_strv_free_ char **payloads = NULL;
+	StoreError err;
+	int k = runtime_notifies(c->main_conn, 100000, &payloads, &err);
+	if (k < 0) {
+		main_conn_lost(c, err.message);
+		return false;
+	}
+	for (int j = 0; j < k; j++) {
+		metrics_counter_add(c->metrics, "zlh_notifications_total", NULL, 1);
+		if (str_startswith(payloads[j], "lease-released:")) {
+			if (!lease_is_leader(&c->lease))
+				lease_tick_soon(&c->lease);
+		} else if (lease_is_leader(&c->lease)) {
+			if (payloads[j][0])
+				(void)!queue_add(c->queue, payloads[j]);
+			else
+				*next_resync = 0;
+		}
+	}
+	return true;
+}
+
 static bool handle_signal(Controller *c)
 {
 	struct signalfd_siginfo si;
@@ -1198,6 +1225,9 @@ int controller_run(Controller *c)
 			snprintf(last_status, sizeof last_status, "%s", status);
 		}
 
+		if (c->main_conn && !drain_notifies(c, &next_resync))
+			continue;
+
 		/* Wait for the next thing to do. */
 		int64_t timeout = 1000;
 		if (c->main_conn) {
@@ -1227,27 +1257,11 @@ int controller_run(Controller *c)
 		}
 		if (n > 0 && (p[0].revents & POLLIN) && handle_signal(c))
 			break;
-		if (n > 0 && c->main_conn && (p[1].revents & (POLLIN | POLLERR | POLLHUP))) {
-			_cleanup_strv_free_ char **payloads = NULL;
-			StoreError err;
-			int k = runtime_notifies(c->main_conn, 100000, &payloads, &err);
-			if (k < 0) {
-				main_conn_lost(c, err.message);
-				continue;
-			}
-			for (int j = 0; j < k; j++) {
-				metrics_counter_add(c->metrics, "zlh_notifications_total", NULL, 1);
-				if (str_startswith(payloads[j], "lease-released:")) {
-					if (!lease_is_leader(&c->lease))
-						lease_tick_soon(&c->lease);
-				} else if (lease_is_leader(&c->lease)) {
-					if (payloads[j][0])
-						(void)!queue_add(c->queue, payloads[j]);
-					else
-						next_resync = 0; /* empty payload: resync all */
-				}
-			}
-		}
+		/* Notifications: also those libpq read off the socket while
+		 * the loop ran its own queries (they sit in libpq's queue and
+		 * would not make the socket readable again). */
+		if (c->main_conn && !drain_notifies(c, &next_resync))
+			continue;
 	}
 
 	/* SIGTERM: no new work, a bounded drain, then hand the lease over. */
