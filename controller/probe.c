@@ -19,6 +19,36 @@ static bool probe_enabled(const Config *cfg)
 	return getenv("ZLH_TEST_PROBE") != NULL;
 }
 
+/* The bulk observation: appends "pid=<pid> observe" to FILE.observe, so
+ * tests can count how often one pass observed (once per pass, shared by
+ * every server, is the contract). The snapshot itself is a dummy. */
+static int probe_observe(RecEnv *env, void **ret_snapshot)
+{
+	(void)env;
+	char path[4096];
+	snprintf(path, sizeof path, "%s.observe", getenv("ZLH_TEST_PROBE"));
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	char line[64];
+	int n = snprintf(line, sizeof line, "pid=%d observe\n", (int)getpid());
+	ssize_t w = write(fd, line, (size_t)n);
+	close(fd);
+	if (w != n)
+		return -EIO;
+	int *snap = malloc(sizeof *snap);
+	if (!snap)
+		return -ENOMEM;
+	*snap = 1;
+	*ret_snapshot = snap;
+	return 0;
+}
+
+static void probe_snapshot_free(void *snapshot)
+{
+	free(snapshot);
+}
+
 /* obs: a bool, "cleanup already recorded for this uid". */
 static int probe_observe_server(RecEnv *env, const RuntimeServer *srv, const void *snapshot,
                                 void **ret_obs)
@@ -43,8 +73,9 @@ static int probe_plan(const Config *cfg, const RuntimeServer *srv, const void *s
                       const void *obs, Plan *plan)
 {
 	(void)cfg;
-	(void)snapshot;
 	(void)obs;
+	if (!snapshot || *(const int *)snapshot != 1)
+		return -EINVAL; /* the runtime must hand the snapshot over */
 	int r =
 	    plan_action(plan, "probe-1", "probe", NULL, true, NULL, "probe %s step 1", srv->name);
 	if (r == 0)
@@ -121,6 +152,8 @@ const Reconciler recon_probe = {
     .conditions = probe_conditions,
     .uses_finalizer = true,
     .enabled = probe_enabled,
+    .observe = probe_observe,
+    .snapshot_free = probe_snapshot_free,
     .observe_server = probe_observe_server,
     .obs_free = probe_obs_free,
     .plan = probe_plan,

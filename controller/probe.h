@@ -11,6 +11,7 @@
  * After the hold probe-1 records an event (a fenced write, like a journal
  * write after a call returns).
  * finalize: one action, probe-cleanup, until the file shows it was done.
+ * observe (bulk, once per pass): appends "pid=<pid> observe" to FILE.observe.
  * It owns no condition and uses a finalizer ("probe"). */
 #pragma once
 

@@ -216,6 +216,15 @@ static void controller__paused_server__reported_not_acted(void **state)
 		nanosleep(&ts, NULL);
 	}
 	assert_true(h_count_file(h.ctl[0].log, "resync: 2 servers queued") >= 3);
+	/* One bulk observation per pass, shared by both servers (read the
+	 * observations first: resyncs only grow meanwhile). */
+	char obsf[700];
+	snprintf(obsf, sizeof obsf, "%s.observe", h.probe);
+	int observed = h_count_file(obsf, " observe");
+	int passes = h_count_file(h.ctl[0].log, "resync: 2 servers queued");
+	fprintf(stderr, "%d bulk observations for %d passes of 2 servers\n", observed, passes);
+	assert_true(observed >= 3);
+	assert_true(observed <= passes);
 	snprintf(needle, sizeof needle, "uid=%s", paused);
 	assert_false(h_file_contains(h.probe, needle));
 	_cleanup_free_ char *msg = h_sql_text(&h,
