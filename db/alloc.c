@@ -459,3 +459,40 @@ int alloc_release(PGconn *c, int64_t epoch, const char *uid, int64_t vmid, Store
 	const char *t = one(res);
 	return t && t[0] == 't' ? 1 : 0;
 }
+
+int alloc_set_hostname(PGconn *c, int64_t epoch, const char *uid, const char *hostname_or_NULL,
+                       const char *hostname_prefix, Allocation *ret_or_NULL, StoreError *err)
+{
+	if (!valid_uuid(uid))
+		return bad(err, "hostname: bad uid");
+	if (hostname_or_NULL &&
+	    (!*hostname_or_NULL || strlen(hostname_or_NULL) >= ALLOC_HOSTNAME_MAX))
+		return bad(err, "hostname: bad hostname");
+	if (!hostname_or_NULL && (!hostname_prefix || strlen(hostname_prefix) > 41))
+		return bad(err, "hostname: bad hostname prefix");
+	char e[24];
+	snprintf(e, sizeof e, "%" PRId64, epoch);
+	const char *vals[] = {e, uid, hostname_or_NULL, hostname_or_NULL ? NULL : hostname_prefix};
+	_cleanup_res_ PGresult *res = NULL;
+	int r =
+	    q(c, "SELECT zlh.alloc_set_hostname($1::bigint, $2::uuid, $3, $4)", 4, vals, &res, err);
+	if (r < 0)
+		return r;
+	_cleanup_json_ json_t *j = NULL;
+	r = parse_text(one(res), &j, err);
+	if (r < 0)
+		return r;
+	const json_t *aj = json_object_get(j, "allocation");
+	if (!aj) {
+		err_msg(err, "the server has no allocation");
+		return -ENOENT;
+	}
+	Allocation a;
+	if (alloc_from_json(aj, &a) < 0) {
+		err_msg(err, "zlh.alloc_set_hostname returned an unexpected allocation");
+		return -EIO;
+	}
+	if (ret_or_NULL)
+		*ret_or_NULL = a;
+	return json_is_true(json_object_get(j, "changed")) ? 1 : 0;
+}

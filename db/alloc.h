@@ -119,6 +119,15 @@ int alloc_quarantine(PGconn *c, int64_t epoch, const char *uid_or_NULL, int64_t 
 int alloc_follow_node(PGconn *c, int64_t epoch, const char *uid, const char *node,
                       StoreError *err) _must_check_;
 
+/* Sets the allocated hostname to hostname_or_NULL (the new spec.hostname)
+ * or, when NULL, back to "<hostname_prefix><vmid>"; the status follows.
+ * *ret_or_NULL the allocation afterwards. 1 changed, 0 already so,
+ * -ENOENT (no allocation, or server gone), -EADDRINUSE (another server
+ * claims or holds the name), -ESTALE, -EBUSY. */
+int alloc_set_hostname(PGconn *c, int64_t epoch, const char *uid, const char *hostname_or_NULL,
+                       const char *hostname_prefix, Allocation *ret_or_NULL,
+                       StoreError *err) _must_check_;
+
 /* Frees the server's allocation - only once its container is really gone -
  * and clears vmid/node/ip/hostname in its status. vmid > 0: only when the
  * allocation is still that vmid (a stale plan never frees a newer one).

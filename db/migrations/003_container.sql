@@ -500,6 +500,38 @@ BEGIN
 END
 $$;
 
+-- Sets the allocated hostname to p_hostname (spec.hostname) or, when NULL,
+-- to the default p_prefix || vmid (spec.hostname changed or was removed).
+-- 001's trigger refuses a name another server claims (ZL005); another
+-- allocation's name violates allocations_hostname_key. Returns
+-- {"allocation": zlh.alloc_json, "changed": bool}, or {} when the server
+-- has no allocation.
+CREATE FUNCTION zlh.alloc_set_hostname(p_epoch bigint, p_uid uuid, p_hostname text, p_prefix text)
+RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cur       zlh.allocations;
+	v_changed boolean;
+BEGIN
+	PERFORM zlh.fence(p_epoch);
+	IF p_hostname IS NULL AND (p_prefix IS NULL OR p_prefix !~ '^[a-z0-9][a-z0-9-]{0,40}$') THEN
+		RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+			'allocation: bad hostname prefix %L', p_prefix);
+	END IF;
+	PERFORM zlh.alloc_lock_server(p_uid);
+	UPDATE zlh.allocations a SET hostname = coalesce(p_hostname, p_prefix || a.vmid)
+	WHERE a.uid = p_uid AND a.hostname IS DISTINCT FROM coalesce(p_hostname, p_prefix || a.vmid);
+	v_changed := FOUND;
+	SELECT * INTO cur FROM zlh.allocations a WHERE a.uid = p_uid;
+	IF NOT FOUND THEN
+		RETURN '{}';
+	END IF;
+	UPDATE zlh.server_status st SET hostname = cur.hostname, updated_at = clock_timestamp()
+	WHERE st.uid = p_uid AND st.hostname IS DISTINCT FROM cur.hostname;
+	RETURN jsonb_build_object('allocation', zlh.alloc_json(cur), 'changed', v_changed);
+END
+$$;
+
 -- Frees a server's allocation (only once its container is really gone) and
 -- clears vmid/node/ip/hostname in its status. p_vmid not NULL: only when
 -- the allocation is still that vmid. Returns true when one was freed. A
@@ -546,5 +578,6 @@ REVOKE ALL ON FUNCTION zlh.alloc_bump_incarnation(bigint, uuid, bigint) FROM PUB
 REVOKE ALL ON FUNCTION zlh.alloc_quarantine(bigint, uuid, integer, text, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION zlh.alloc_follow_node(bigint, uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION zlh.alloc_release(bigint, uuid, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION zlh.alloc_set_hostname(bigint, uuid, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION zlh.alloc_reserved() FROM PUBLIC;
 REVOKE ALL ON FUNCTION zlh.operations_base_key() FROM PUBLIC;
