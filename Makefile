@@ -54,6 +54,10 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
+# registry.c lists the reconcilers whose headers exist (__has_include):
+# a new reconcilers/NAME.h must rebuild it.
+$(B)/obj/controller/registry.o: $(wildcard reconcilers/*.h)
+
 # --- binaries ------------------------------------------------------------
 BINS :=
 ifneq ($(wildcard controller/main.c),)
