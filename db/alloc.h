@@ -76,6 +76,9 @@ typedef struct AllocIntent {
 
 /* Takes the server's allocation on node (borrowed) from pool, or returns
  * the one it has (then node, pool, hostname and memory are not looked at).
+ * The intent is written either way: after RECREATE (incarnation bumped,
+ * same allocation) this is how the new create intent is written with the
+ * allocation it uses.
  * hostname_or_NULL: spec.hostname; NULL: "<hostname_prefix><vmid>"
  * (prefix "mc-<variant>-" or "dev-"). memory_mib: the reservation.
  * intent_or_NULL: written (or found: ret_op->existed) in the same
@@ -103,9 +106,10 @@ int alloc_bump_incarnation(PGconn *c, int64_t epoch, const char *uid, int64_t ex
 /* Records vmid (on node_or_NULL, for reason_or_NULL) as quarantined: never
  * allocated again (a repeat refreshes when it was seen). When it is server
  * uid's allocated vmid, the allocation is dropped (status vmid/node/ip/
- * hostname cleared) and the incarnation bumped, checked against
- * expected_incarnation when > 0 (-EALREADY, nothing written), so the next
- * pass allocates anew under a new incarnation. uid_or_NULL: record only.
+ * hostname cleared) and the incarnation bumped - compare-and-set against
+ * expected_incarnation when > 0 (-EALREADY, nothing written, not even the
+ * quarantine) - so the next pass allocates anew under a new incarnation.
+ * When it is not (a repeat after a crash), the incarnation is left alone. uid_or_NULL: record only.
  * Returns 1 when the allocation was dropped, 0 otherwise; *ret_incarnation
  * (may be NULL) the server's incarnation afterwards (0 with no uid).
  * -ENOENT (server gone), -ESTALE, -EBUSY. */
