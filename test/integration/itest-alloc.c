@@ -742,6 +742,36 @@ static void incarnation__compare_and_set__one_winner(void **state)
 	assert_int_equal(won, 1);
 	assert_int_equal(alloc_incarnation(f->c, uid, &inc, &err), 0);
 	assert_int_equal(inc, 3);
+
+	/* RECREATE: the same allocation, a new create intent under the new
+	 * incarnation (the old incarnation's intent stays as it was). */
+	char k1[JOURNAL_KEY_MAX], k3[JOURNAL_KEY_MAX];
+	assert_true(journal_key_gen(uid, "create", 1, 1, k1, sizeof k1) > 0);
+	assert_true(journal_key_gen(uid, "create", 1, 3, k3, sizeof k3) > 0);
+	Allocation x, y;
+	JournalOp o1 = {0}, o3 = {0};
+	AllocIntent stale = {"create", k1, NULL, 1};
+	assert_int_equal(alloc_take(f->c, f->epoch, uid, "pve1", &POOL, NULL, "mc-paper-", 512,
+	                            &stale, &x, &o1, &err),
+	                 -EALREADY);
+	AllocIntent in3 = {"create", k3, NULL, 3};
+	assert_int_equal(alloc_take(f->c, f->epoch, uid, "pve1", &POOL, NULL, "mc-paper-", 512,
+	                            &in3, &x, &o3, &err),
+	                 1);
+	journal_op_clear(&o3);
+	assert_int_equal(alloc_bump_incarnation(f->c, f->epoch, uid, 3, &got, &err), 0);
+	char k4[JOURNAL_KEY_MAX];
+	assert_true(journal_key_gen(uid, "create", 1, 4, k4, sizeof k4) > 0);
+	AllocIntent in4 = {"create", k4, NULL, 4};
+	assert_int_equal(alloc_take(f->c, f->epoch, uid, "pve2", &POOL, NULL, "mc-paper-", 512,
+	                            &in4, &y, &o3, &err),
+	                 0);
+	assert_memory_equal(&x, &y, sizeof x);
+	assert_false(o3.existed);
+	assert_int_equal(o3.incarnation, 4);
+	assert_string_equal(o3.idem_key, k4);
+	journal_op_clear(&o3);
+	assert_int_equal(sql_int(f, "SELECT count(*) FROM zlh.operations", NULL), 2);
 }
 
 /* --- fencing and the server lock ------------------------------------------------------------- */
