@@ -37,7 +37,16 @@ for _ in $(seq 1 200); do
         sleep 0.05
 done
 control=$(sed -n 's/^# zlh-sim control: //p' "$work/sim.yaml")
-sed "s|^database:.*|database: \"$ZLH_DATABASE\"|" "$work/sim.yaml" >"$work/controller.yaml"
+# A free loopback port for the metrics endpoint.
+metrics_port=""
+for p in $(shuf -i 20000-45000 -n 20); do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then metrics_port=$p; break; fi
+done
+metrics="127.0.0.1:${metrics_port:-29464}"
+{
+        sed "s|^database:.*|database: \"$ZLH_DATABASE\"|" "$work/sim.yaml"
+        echo "controller: {workers: 4, resync: 5s, lease: 15s, metrics_listen: \"$metrics\"}"
+} >"$work/controller.yaml"
 echo "sim control endpoint: $control"
 
 say "zlhctl db migrate"
@@ -48,7 +57,6 @@ if [ ! -x "$BIN/zlh-controller" ]; then
 fi
 if [ -x "$BIN/zlh-controller" ]; then
         say "starting zlh-controller"
-        metrics=$(sed -n 's/.*metrics_listen: *"\{0,1\}\([^",}]*\).*/\1/p' "$work/controller.yaml" | head -1)
         "$BIN/zlh-controller" -c "$work/controller.yaml" >"$work/controller.log" 2>&1 &
         ctl_pid=$!
 fi
@@ -97,6 +105,6 @@ say "side effects counted by the simulator (duplicates high-water marks)"
 curl -fsS "$control/_sim/stats" | jq '.duplicates // .' | head -40
 say "where to look"
 echo "controller log: $work/controller.log (JSON lines; KEEP_LOGS=1 keeps it)"
-[ -n "${metrics:-}" ] && echo "metrics: http://$metrics/metrics" &&
-        curl -fsS "http://$metrics/metrics" | grep -E '^zlh_(servers|leader|reconcile_total)' | head -10
+echo "metrics: http://$metrics/metrics (while it runs); a sample:"
+curl -fsS "http://$metrics/metrics" | grep -E '^zlh_(servers|leader|lease_epoch|external_calls_total)' | head -12 || true
 echo "done; stopping everything"
