@@ -23,8 +23,6 @@ struct CfClient {
 	char *auth; /* "Authorization: Bearer ..." */
 	int64_t per_page;
 	int64_t max_pages;
-	int (*before_page)(void *ctx);
-	void *before_page_ctx;
 	int64_t requests;
 };
 
@@ -397,8 +395,6 @@ CfClient *cf_client_new(const CfClientOptions *o)
 		return cf_client_free(c);
 	c->per_page = o->per_page > 0 ? o->per_page : CF_PER_PAGE_DEFAULT;
 	c->max_pages = o->max_pages > 0 ? o->max_pages : CF_MAX_PAGES;
-	c->before_page = o->before_page;
-	c->before_page_ctx = o->before_page_ctx;
 	return c;
 }
 
@@ -470,7 +466,8 @@ static int request(CfClient *c, const char *method, const char *suffix, const ch
 	return r;
 }
 
-int cf_list_records(CfClient *c, CfRecordList *ret, CfError *err)
+int cf_list_records(CfClient *c, int (*before_page)(void *ctx, int64_t page), void *ctx,
+                    CfRecordList *ret, CfError *err)
 {
 	if (!c || !ret)
 		return -EINVAL;
@@ -481,8 +478,8 @@ int cf_list_records(CfClient *c, CfRecordList *ret, CfError *err)
 			err_set(err, 0, 0, -1, "listing has more pages than allowed");
 			return -E2BIG;
 		}
-		if (page > 1 && c->before_page) {
-			int r = c->before_page(c->before_page_ctx);
+		if (before_page) {
+			int r = before_page(ctx, page);
 			if (r < 0) {
 				err_set(err, 0, 0, -1, "listing interrupted");
 				return r;

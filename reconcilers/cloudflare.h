@@ -158,10 +158,6 @@ typedef struct CfClientOptions {
 	HttpOptions http; /* copied; timeout 0 = 30 s; max_body 0 = CF_MAX_BODY */
 	int64_t per_page; /* 0 = CF_PER_PAGE_DEFAULT */
 	int64_t max_pages; /* 0 = CF_MAX_PAGES */
-	/* Called before each listing page after the first (a request budget);
-	 * a negative return ends the listing with that error. May be NULL. */
-	int (*before_page)(void *ctx);
-	void *before_page_ctx;
 } CfClientOptions;
 
 CfClient *cf_client_new(const CfClientOptions *o);
@@ -173,9 +169,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CfClient *, cf_client_free)
 int64_t cf_client_requests(const CfClient *c);
 
 /* Lists every record of the zone, following result_info.total_pages (at
- * most max_pages; more is -E2BIG). 0 and *ret (new), or -errno: a listing
- * that failed on any page is unknown, never partial. */
-int cf_list_records(CfClient *c, CfRecordList *ret, CfError *err) _must_check_;
+ * most max_pages; more is -E2BIG). before_page (may be NULL) is called
+ * before each page with its number (a request budget: rate limiting); a
+ * negative return ends the listing with that error. 0 and *ret (new), or
+ * -errno: a listing that failed on any page is unknown, never partial. */
+int cf_list_records(CfClient *c, int (*before_page)(void *ctx, int64_t page), void *ctx,
+                    CfRecordList *ret, CfError *err) _must_check_;
 
 /* POST (fresh connection). 0 and *ret_or_NULL (contents new: the created
  * record, with its id) or -errno. */

@@ -673,22 +673,22 @@ static int act_call(RecEnv *env, const RuntimeServer *srv, const ProxyObs *o, co
 		return 0;
 	}
 
-	/* Outcome unknown (the call may have landed) or refused. */
-	bool sent = r != -ECONNREFUSED && r != -EHOSTUNREACH && r != -EINVAL;
-	bool unknown = http_outcome_unknown(r) || r == -EREMOTEIO || r == -EAGAIN;
-	if (unknown && sent) {
+	/* No answer: the call may have landed (unknown) or never left. An
+	 * answer that does not say "refused" (5xx, 503, 429): unknown too. */
+	bool answered = verr.http_status != 0;
+	bool unknown = answered ? (r == -EREMOTEIO || r == -EAGAIN) : http_outcome_unknown(r);
+	if (unknown) {
 		int k = journal_mark_call(env->db, env->epoch, op_id, &serr);
 		if (k < 0 && k != -EALREADY)
 			log_debug("proxy: journal mark_call: %s", serr.message);
 		if (r == -EAGAIN && verr.retry_after_s > 0) {
-			/* Rate limited: nothing happened; wait as asked. */
 			res->requeue_after_ms = verr.retry_after_s * 1000;
 			return 0;
 		}
 		return act_fail(res, r, "%s %s: outcome unknown (%s); the next listing decides",
 		                action, name, verr.message);
 	}
-	if (!sent)
+	if (!answered)
 		return act_fail(res, r, "%s %s: %s", action, name, verr.message);
 	/* Refused: a definite answer, nothing happened. */
 	int k = journal_fail(env->db, env->epoch, op_id, verr.message, &serr);
