@@ -208,6 +208,13 @@ static inline char *ct_sql_text(CT *t, const char *sql, const char *p1)
 	return out;
 }
 
+static inline bool h_log_has(CT *t, const char *needle)
+{
+	_cleanup_free_ char *data = NULL;
+	size_t len;
+	return file_read_all(t->log, 64 << 20, &data, &len) == 0 && strstr(data, needle);
+}
+
 static inline void ct_dump_log(CT *t)
 {
 	_cleanup_free_ char *data = NULL;

@@ -171,11 +171,219 @@ static void container__create_mode__converge_steady_recreate_repair_delete(void 
 	ct_teardown(&t);
 }
 
+/* Clone mode (production's) with 10% HTTP 500s and 10% lost replies on
+ * every mutating Proxmox call: converge without one duplicate container
+ * (high-water mark), no leaked allocation; then delete everything under
+ * the same faults. */
+static void container__clone_mode_faults__no_duplicates_no_leaks(void **state)
+{
+	(void)state;
+	CT t;
+	const char *sim_args[] = {"--nodes", "3", "--task-ms", "200", "--seed", "7", NULL};
+	ct_setup(&t, CTT_CLONE, sim_args, NULL);
+	assert_int_equal(ct_sim_post(&t, "/_sim/faults",
+	                             "{\"system\": \"pve\", \"method\": \"MUTATING\", "
+	                             "\"error_rate\": 0.1, \"lost_rate\": 0.1}"),
+	                 200);
+	int n = n_servers();
+	for (int i = 0; i < n; i++)
+		ct_apply(&t, i, NULL);
+	int64_t t0 = now_mono_ms();
+	ct_start(&t, NULL);
+	bool ok = ct_wait_converged(&t, 0, n, n, 120000);
+	int64_t conv_ms = now_mono_ms() - t0;
+	if (!ok)
+		ct_dump_log(&t);
+	assert_true(ok);
+	ct_print_calls(&t, "clone mode, 10% errors + 10% lost: converge", n, conv_ms);
+	_cleanup_json_ json_t *stats = ct_sim_get(&t, "/_sim/stats");
+	json_t *faults = json_object_get(stats, "faults");
+	fprintf(stderr, "#   faults injected: %" PRId64 " errors, %" PRId64 " lost\n",
+	        (int64_t)json_integer_value(json_object_get(faults, "error")),
+	        (int64_t)json_integer_value(json_object_get(faults, "lost")));
+	assert_true(json_integer_value(json_object_get(faults, "lost")) > 0);
+
+	assert_int_equal(ct_max_per_uid(&t), 1);
+	CtWorld w;
+	assert_true(ct_world(&t, &w));
+	assert_int_equal(w.total, n);
+	assert_int_equal(w.others, 0);
+	assert_no_leaks(&t, 0, n);
+	assert_int_equal(ct_sql_int(&t, "SELECT count(*) FROM zlh.allocations", NULL), n);
+
+	for (int i = 0; i < n; i++)
+		ct_delete(&t, i);
+	ok = tu_wait_until(ct_no_servers_cond, &t, 120000);
+	if (!ok)
+		ct_dump_log(&t);
+	assert_true(ok);
+	assert_true(ct_world(&t, &w));
+	assert_int_equal(w.total, 0);
+	assert_int_equal(ct_max_per_uid(&t), 1);
+	assert_int_equal(ct_sql_int(&t, "SELECT count(*) FROM zlh.allocations", NULL), 0);
+	assert_int_equal(ct_sql_int(&t,
+	                            "SELECT count(*) FROM zlh.operations WHERE step NOT IN "
+	                            "('done', 'failed')",
+	                            NULL),
+	                 0);
+	int st = ct_stop(&t, SIGTERM);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ct_teardown(&t);
+}
+
+/* A container nobody's controller made sits at the first VMID of the
+ * range: it is reported, quarantined, never modified or deleted; the
+ * servers converge on other VMIDs. */
+static void container__foreign_in_range__never_touched(void **state)
+{
+	(void)state;
+	CT t;
+	const char *sim_args[] = {"--nodes", "2", "--task-ms", "100", NULL};
+	ct_setup(&t, CTT_CREATE, sim_args, NULL);
+	assert_int_equal(ct_sim_post(&t, "/_sim/pve/create-foreign",
+	                             "{\"vmid\": 5000, \"node\": \"pve1\", \"hostname\": "
+	                             "\"legacy\", \"running\": true, \"memory\": 2048}"),
+	                 200);
+	json_t *cfg0 = NULL;
+	assert_int_equal(ct_pve(&t, "GET", "/nodes/pve1/lxc/5000/config", NULL, &cfg0), 200);
+	const char *digest0 =
+	    json_string_value(json_object_get(json_object_get(cfg0, "data"), "digest"));
+	assert_non_null(digest0);
+	int64_t seq = ct_log_seq(&t);
+	for (int i = 0; i < 3; i++)
+		ct_apply(&t, i, NULL);
+	ct_start(&t, NULL);
+	bool ok = ct_wait_converged(&t, 0, 3, 3, 30000);
+	if (!ok)
+		ct_dump_log(&t);
+	assert_true(ok);
+	/* Deleting the servers must not touch it either. */
+	for (int i = 0; i < 3; i++)
+		ct_delete(&t, i);
+	ok = tu_wait_until(ct_no_servers_cond, &t, 30000);
+	if (!ok)
+		ct_dump_log(&t);
+	assert_true(ok);
+
+	json_t *cfg1 = NULL;
+	assert_int_equal(ct_pve(&t, "GET", "/nodes/pve1/lxc/5000/config", NULL, &cfg1), 200);
+	assert_string_equal(
+	    digest0, json_string_value(json_object_get(json_object_get(cfg1, "data"), "digest")));
+	json_decref(cfg0);
+	json_decref(cfg1);
+	/* No mutating request ever named it. */
+	for (;;) {
+		char path[128];
+		snprintf(path, sizeof path, "/_sim/requests?system=pve&limit=5000&since=%" PRId64,
+		         seq);
+		_cleanup_json_ json_t *r = ct_sim_get(&t, path);
+		json_t *reqs = json_object_get(r, "requests");
+		if (!json_array_size(reqs))
+			break;
+		size_t k;
+		json_t *q;
+		json_array_foreach(reqs, k, q)
+		{
+			const char *m = json_string_value(json_object_get(q, "method"));
+			const char *p = json_string_value(json_object_get(q, "path"));
+			if (m && strcmp(m, "GET") != 0 && p && strstr(p, "/5000"))
+				fail_msg("foreign container touched: %s %s", m, p);
+			seq = json_integer_value(json_object_get(q, "seq"));
+		}
+	}
+	CtWorld w;
+	assert_true(ct_world(&t, &w));
+	assert_int_equal(w.others, 1);
+	assert_int_equal(w.total, 1);
+	assert_int_equal(
+	    ct_sql_int(&t, "SELECT count(*) FROM zlh.quarantined_vmids WHERE vmid = 5000", NULL),
+	    1);
+	/* Created: the three servers only, never at 5000 (Proxmox would have
+	 * refused, but we never even asked). */
+	assert_int_equal(ct_side_effect(&t, "pve.create"), 3);
+	int st = ct_stop(&t, SIGTERM);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_true(h_log_has(&t, "orphan container 5000"));
+	ct_teardown(&t);
+}
+
+/* Kills the controller at one crash point, restarts it without, and
+ * checks the server got exactly one container. */
+static void crash_pair(CT *t, int i, const char *pair)
+{
+	ct_apply(t, i, NULL);
+	char env0[96];
+	snprintf(env0, sizeof env0, "ZLH_CRASH_AT=%s", pair);
+	const char *env[] = {env0, NULL};
+	ct_start(t, env);
+	int st = tu_stop(t->ctl, 0, 30000);
+	t->ctl_running = false;
+	if (!(WIFEXITED(st) && WEXITSTATUS(st) == 137)) {
+		ct_dump_log(t);
+		fail_msg("%s: the controller did not crash (status %d)", pair, st);
+	}
+	ct_start(t, NULL);
+	bool ok = ct_wait_converged(t, 0, i + 1, i + 1, 45000);
+	if (!ok)
+		ct_dump_log(t);
+	assert_true(ok);
+	st = ct_stop(t, SIGTERM);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CtWorld w;
+	assert_true(ct_world(t, &w));
+	assert_int_equal(w.count[i], 1);
+	assert_int_equal(w.total, i + 1);
+	assert_int_equal(ct_max_per_uid(t), 1);
+	fprintf(stderr, "# crash at %s: one container after the restart\n", pair);
+}
+
+static void crash_pairs(CtTestMode mode, const char *const *pairs)
+{
+	CT t;
+	const char *sim_args[] = {"--nodes", "2", "--task-ms", "150", NULL};
+	ct_setup(&t, mode, sim_args,
+	         "workers: 2, resync: 2s, lease: 2s, drain_timeout: 5s, "
+	         "rate: {proxmox: 2000}");
+	for (int i = 0; pairs[i]; i++)
+		crash_pair(&t, i, pairs[i]);
+	ct_teardown(&t);
+}
+
+static bool crash_all(void)
+{
+	const char *v = getenv("ZLH_ITEST_CRASH_ALL");
+	return v && strcmp(v, "1") == 0;
+}
+
+static void container__crash_points_create_mode__one_container(void **state)
+{
+	(void)state;
+	static const char *const all[] = {"create:intent", "create:call", "create:handle",
+	                                  "create:done", NULL};
+	crash_pairs(CTT_CREATE, all);
+}
+
+static void container__crash_points_clone_mode__one_container(void **state)
+{
+	(void)state;
+	static const char *const sample[] = {"clone:call", "config:call", "start:handle", NULL};
+	static const char *const all[] = {
+	    "clone:intent",  "clone:call",    "clone:handle", "clone:done",
+	    "config:intent", "config:call",   "config:done",  "resize:intent",
+	    "resize:call",   "resize:handle", "resize:done",  "start:intent",
+	    "start:call",    "start:handle",  "start:done",   NULL};
+	crash_pairs(CTT_CLONE, crash_all() ? all : sample);
+}
+
 int main(int argc, char **argv)
 {
 	CT_MAIN_HOOK(argc, argv);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(container__create_mode__converge_steady_recreate_repair_delete),
+	    cmocka_unit_test(container__clone_mode_faults__no_duplicates_no_leaks),
+	    cmocka_unit_test(container__foreign_in_range__never_touched),
+	    cmocka_unit_test(container__crash_points_create_mode__one_container),
+	    cmocka_unit_test(container__crash_points_clone_mode__one_container),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
