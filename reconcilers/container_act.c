@@ -177,42 +177,36 @@ static void slot_give(Ctx *x, const char *node)
 		env->hooks->task_slot_release(env->hooks_ctx, node, x->srv->uid);
 }
 
-/* One clone at a time per template (Proxmox locks it for the whole task). */
-static bool template_take(CtState *st, int64_t vmid, const char *holder)
+/* The node's task slot (our gate and the runtime's count) and, for a
+ * clone, the template. false: wait (nothing taken). */
+static bool capacity_take(Ctx *x, const char *node, int64_t template_vmid)
 {
-	int64_t now = now_mono_ms();
-	bool ok = true;
-	pthread_mutex_lock(&st->lock);
-	size_t i;
-	for (i = 0; i < st->n_holds; i++)
-		if (st->holds[i].vmid == vmid)
-			break;
-	if (i < st->n_holds) {
-		CtTemplateHold *h = &st->holds[i];
-		if (strcmp(h->holder, holder) != 0 && h->until_mono > now)
-			ok = false;
-		else {
-			snprintf(h->holder, sizeof h->holder, "%s", holder);
-			h->until_mono = now + CT_TEMPLATE_HOLD_MS;
-		}
-	} else {
-		CtTemplateHold *nh = realloc(st->holds, (st->n_holds + 1) * sizeof *nh);
-		if (nh) {
-			st->holds = nh;
-			CtTemplateHold *h = &st->holds[st->n_holds++];
-			h->vmid = vmid;
-			snprintf(h->holder, sizeof h->holder, "%s", holder);
-			h->until_mono = now + CT_TEMPLATE_HOLD_MS;
-		}
+	CtState *st = x->env->state;
+	int cap = (int)x->env->cfg->proxmox.max_tasks_per_node;
+	char g[96], tg[96];
+	/* The scarcer one first: a server waiting for its template must not
+	 * hold a place in the node's queue (head-of-line blocking). */
+	snprintf(tg, sizeof tg, "tmpl:%" PRId64, template_vmid);
+	if (template_vmid > 0 && !ct_gate_take(st, tg, 1, x->srv->uid))
+		return false;
+	snprintf(g, sizeof g, "node:%s", node);
+	if (!ct_gate_take(st, g, cap, x->srv->uid)) {
+		if (template_vmid > 0)
+			ct_gate_release(st, tg, x->srv->uid, false);
+		return false;
 	}
-	pthread_mutex_unlock(&st->lock);
-	return ok;
+	if (slot_take(x, node) == -EBUSY) {
+		ct_gate_release_uid(st, x->srv->uid, false);
+		return false;
+	}
+	return true;
 }
 
-static void release_all(Ctx *x, const char *node)
+/* measure: a task really ran to its end (its time feeds the gates). */
+static void release_all(Ctx *x, const char *node, bool measure)
 {
 	slot_give(x, node);
-	ct_template_release(x->env->state, x->srv->uid);
+	ct_gate_release_uid(x->env->state, x->srv->uid, measure);
 }
 
 /* The event of a completed operation. */
@@ -363,7 +357,7 @@ static int act_wait_task(Ctx *x, const CtAction *a)
 		}
 		log_ct(x, LOG_WARNING, "task %s is unknown to Proxmox (%s): observing", a->upid,
 		       perr.message);
-		release_all(x, a->node);
+		release_all(x, a->node, false);
 		x->res->requeue_after_ms = CT_SOON_MS;
 		return 0;
 	}
@@ -371,10 +365,14 @@ static int act_wait_task(Ctx *x, const CtAction *a)
 		return fail(x, r, "polling task %s: %s", a->upid, perr.message);
 	x->res->snapshot_updated = true;
 	if (ts.running) {
-		int64_t age = op ? x->o->view.db_now_ms - op->created_ms : 0;
-		if (age < CT_POLL_MIN_MS)
-			age = CT_POLL_MIN_MS;
-		x->res->requeue_after_ms = age < CT_POLL_MAX_MS ? age : CT_POLL_MAX_MS;
+		/* Poll again after half the task's age so far: short tasks are
+		 * seen soon after they end, long ones cost few polls. */
+		int64_t age = op ? x->o->view.db_now_ms - op->updated_ms : 0; /* since the call */
+		int64_t d = age / 2;
+		d = d < CT_POLL_MIN_MS / 2 ? CT_POLL_MIN_MS / 2
+		    : d > CT_POLL_MAX_MS   ? CT_POLL_MAX_MS
+		                           : d;
+		x->res->requeue_after_ms = d;
 		return 0;
 	}
 	x->o->task = ts;
@@ -403,7 +401,7 @@ static int act_record_task(Ctx *x, const CtAction *a)
 	if (r < 0 && r != -EALREADY)
 		return store_err(x, r, &err, "recording the task");
 	crash_point(recon_container_op_crash_name(a->op), CRASH_STEP_DONE);
-	release_all(x, a->node[0] ? a->node : x->o->alloc.node);
+	release_all(x, a->node[0] ? a->node : x->o->alloc.node, true);
 	const char *what = recon_container_op_to_string(a->op);
 	if (r > 0 || r == 0) {
 		if (a->task_ok)
@@ -578,7 +576,7 @@ static int act_release(Ctx *x, const CtAction *a)
 		rec_event(x->env, x->srv, "Normal", "Released",
 		          "vmid %" PRId64 " and its address and hostname are free (%s)", a->vmid,
 		          a->message);
-	release_all(x, x->o->alloc.node);
+	release_all(x, x->o->alloc.node, false);
 	return store_done(x);
 }
 
@@ -701,29 +699,23 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 		return r;
 
 	/* Capacity first: nothing is written while we only wait. */
-	if (task && slot_take(x, node) == -EBUSY) {
+	if (task &&
+	    !capacity_take(x, node, a->type == CT_ACT_CLONE ? call.clone.template_vmid : 0)) {
 		x->res->snapshot_updated = true;
-		x->res->requeue_after_ms = jitter(CT_SLOT_WAIT_MS);
-		return 0;
-	}
-	if (a->type == CT_ACT_CLONE &&
-	    !template_take(env->state, call.clone.template_vmid, x->srv->uid)) {
-		slot_give(x, node);
-		x->res->snapshot_updated = true;
-		x->res->requeue_after_ms = jitter(CT_SLOT_WAIT_MS);
+		x->res->requeue_after_ms = jitter(CT_SLOT_WAIT_MS / 4);
 		return 0;
 	}
 
 	/* The intent, durable before the call. */
 	char key[JOURNAL_KEY_MAX + 1];
 	if (op_key(x, t, a->restart_at_ms, key, sizeof key) < 0) {
-		release_all(x, node);
+		release_all(x, node, false);
 		return fail(x, -EINVAL, "cannot make the %s key", opname);
 	}
 	_cleanup_json_ json_t *payload =
 	    json_pack("{s:I, s:s}", "vmid", (json_int_t)a->vmid, "node", node);
 	if (!payload) {
-		release_all(x, node);
+		release_all(x, node, false);
 		return -ENOMEM;
 	}
 	if (a->restart_at_ms > 0)
@@ -738,7 +730,7 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 	                : journal_intent(env->db, env->epoch, x->srv->uid, opname, key, payload,
 	                                 x->o->view.incarnation, &op, &err);
 	if (r < 0) {
-		release_all(x, node);
+		release_all(x, node, false);
 		return store_err(x, r, &err, "writing the intent");
 	}
 	int64_t op_id = op.id;
@@ -748,7 +740,7 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 	if (has_handle || completed) {
 		/* The journal is ahead of this plan (a task already runs, or
 		 * the op completed): plan again on what it says. */
-		release_all(x, node);
+		release_all(x, node, false);
 		x->res->snapshot_updated = true;
 		x->res->requeue_after_ms = CT_SOON_MS;
 		return reload(x);
@@ -757,7 +749,7 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 
 	/* Right before the call: a paused leader makes no stale call. */
 	if (!rec_lease_valid(env)) {
-		release_all(x, node);
+		release_all(x, node, false);
 		return fail(x, -ESTALE, "lease not valid: %s not sent", opname);
 	}
 	_cleanup_free_ char *upid = NULL;
@@ -787,11 +779,11 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 		    json_pack("{s:s}", "outcome", r < 0 ? perr.message : "OK");
 		int w = journal_done(env->db, env->epoch, op_id, result, &err);
 		if (w < 0 && w != -EALREADY) {
-			release_all(x, node);
+			release_all(x, node, false);
 			return store_err(x, w, &err, "recording completion");
 		}
 		crash_point(crash, CRASH_STEP_DONE);
-		release_all(x, node);
+		release_all(x, node, false);
 		rec_event(env, x->srv, "Normal", done_reason(a->type, t),
 		          "%s of container %" PRId64 " on %s done%s%s", opname, a->vmid, node,
 		          r < 0 ? ": " : "", r < 0 ? perr.message : "");
@@ -807,7 +799,7 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 		snprintf(msg, sizeof msg, "%s%s%s", perr.message, perr.errors[0] ? ": " : "",
 		         perr.errors);
 		int w = journal_fail(env->db, env->epoch, op_id, msg[0] ? msg : strerror(-r), &err);
-		release_all(x, node);
+		release_all(x, node, false);
 		if (w < 0 && w != -EALREADY)
 			return store_err(x, w, &err, "recording the failure");
 		rec_event(env, x->srv, "Warning", "ProxmoxRefused",
@@ -823,13 +815,13 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 		       "%s of container %" PRId64 ": outcome unknown (%s); observing before "
 		       "anything else",
 		       opname, a->vmid, perr.message[0] ? perr.message : strerror(-r));
-		release_all(x, node);
+		release_all(x, node, false);
 		x->res->requeue_after_ms = jitter(CT_POLL_MIN_MS);
 		return 0;
 	case CT_OUTCOME_RETRY:
 		log_ct(x, LOG_INFO, "%s of container %" PRId64 " not done (%s); trying later",
 		       opname, a->vmid, perr.message[0] ? perr.message : strerror(-r));
-		release_all(x, node);
+		release_all(x, node, false);
 		x->res->snapshot_updated = true;
 		x->res->requeue_after_ms = jitter(CT_RETRY_MS);
 		return 0;
@@ -837,7 +829,7 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 	default:
 		log_ct(x, LOG_INFO, "%s of container %" PRId64 ": %s; observing again", opname,
 		       a->vmid, perr.message[0] ? perr.message : strerror(-r));
-		release_all(x, node);
+		release_all(x, node, false);
 		x->res->requeue_after_ms = CT_SOON_MS;
 		return 0;
 	}

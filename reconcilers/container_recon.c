@@ -29,7 +29,7 @@ static void ct_done(void *state)
 	pthread_mutex_destroy(&st->lock);
 	free(st->templates);
 	free(st->nodes);
-	free(st->holds);
+	ct_gates_free(st);
 	json_decref(st->orphans);
 	free(st);
 }
@@ -405,17 +405,6 @@ fail:
 	return r;
 }
 
-void ct_template_release(CtState *st, const char *holder)
-{
-	pthread_mutex_lock(&st->lock);
-	for (size_t i = 0; i < st->n_holds;)
-		if (strcmp(st->holds[i].holder, holder) == 0)
-			st->holds[i] = st->holds[--st->n_holds];
-		else
-			i++;
-	pthread_mutex_unlock(&st->lock);
-}
-
 void ct_release_slots(RecEnv *env, const RuntimeServer *srv, const CtList *l, const CtObs *o)
 {
 	if (env->hooks && env->hooks->task_slot_release) {
@@ -425,7 +414,7 @@ void ct_release_slots(RecEnv *env, const RuntimeServer *srv, const CtList *l, co
 		if (o && o->has_alloc && o->alloc.node[0])
 			env->hooks->task_slot_release(env->hooks_ctx, o->alloc.node, srv->uid);
 	}
-	ct_template_release(env->state, srv->uid);
+	ct_gate_release_uid(env->state, srv->uid, false);
 }
 
 static int ct_observe_server(RecEnv *env, const RuntimeServer *srv, const void *snapshot,
@@ -651,8 +640,51 @@ static int add_special(Plan *plan, const char *name, bool mutating, json_t *args
 	return plan_action(plan, name, NULL, NULL, mutating, args, "%s", desc) < 0 ? -E2BIG : 0;
 }
 
-static int ct_plan_common(const RuntimeServer *srv, const void *snapshot, const void *obs,
-                          Plan *plan)
+static bool is_task_action(CtActionType t)
+{
+	switch (t) {
+	case CT_ACT_CREATE:
+	case CT_ACT_CLONE:
+	case CT_ACT_RESIZE:
+	case CT_ACT_START:
+	case CT_ACT_SHUTDOWN:
+	case CT_ACT_STOP:
+	case CT_ACT_REBOOT:
+	case CT_ACT_DESTROY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* 0 when the plan's task action may start now, else how long until its
+ * turn (the node's task slots, the template). */
+static int64_t gate_wait(const Config *cfg, const RuntimeServer *srv, const CtObs *o,
+                         const CtPlan *cp, const CtAllocation *a)
+{
+	for (size_t i = 0; i < cp->n_actions; i++) {
+		const CtAction *act = &cp->actions[i];
+		if (!is_task_action(act->type))
+			continue;
+		char name[96];
+		int64_t w = 0;
+		/* The template first: see capacity_take() in container_act.c. */
+		if (act->type == CT_ACT_CLONE) {
+			snprintf(name, sizeof name, "tmpl:%" PRId64, act->template_vmid);
+			w = ct_gate_check(o->st, name, 1, srv->uid);
+		}
+		if (w == 0) {
+			snprintf(name, sizeof name, "node:%s", act->node[0] ? act->node : a->node);
+			w = ct_gate_check(o->st, name, (int)cfg->proxmox.max_tasks_per_node,
+			                  srv->uid);
+		}
+		return w;
+	}
+	return 0;
+}
+
+static int ct_plan_common(const Config *cfg, const RuntimeServer *srv, const void *snapshot,
+                          const void *obs, Plan *plan)
 {
 	const CtObs *o = obs;
 	if (!o || !snapshot)
@@ -695,6 +727,26 @@ static int ct_plan_common(const RuntimeServer *srv, const void *snapshot, const 
 			return add_special(plan, "hostname", true,
 			                   json_pack("{s:s}", "kind", "hostname"),
 			                   "the allocation follows spec.hostname");
+	}
+
+	/* Waiting for a task slot or the template costs no call: neither the
+	 * task's nor the reads that would only lead to it again. */
+	if (!srv->paused) {
+		int64_t w = 0;
+		const CtAction *first = &cp.actions[0];
+		if (first->type == CT_ACT_READ_CONFIG || first->type == CT_ACT_READ_STATUS)
+			w = ct_gate_pending(o->st, srv->uid);
+		if (w == 0)
+			w = gate_wait(cfg, srv, o, &cp, &in.a);
+		if (w > 0) {
+			if (srv->deleting)
+				return add_special(plan, "wait", false,
+				                   json_pack("{s:s, s:I}", "kind", "wait",
+				                             "requeue", (json_int_t)w),
+				                   "waiting for a Proxmox task slot");
+			plan_requeue_after(plan, w);
+			return 0;
+		}
 	}
 
 	size_t n_real = 0;
@@ -758,15 +810,13 @@ static int ct_plan_common(const RuntimeServer *srv, const void *snapshot, const 
 static int ct_plan(const Config *cfg, const RuntimeServer *srv, const void *snapshot,
                    const void *obs, Plan *plan)
 {
-	(void)cfg;
-	return ct_plan_common(srv, snapshot, obs, plan);
+	return ct_plan_common(cfg, srv, snapshot, obs, plan);
 }
 
 static int ct_finalize(const Config *cfg, const RuntimeServer *srv, const void *snapshot,
                        const void *obs, Plan *plan)
 {
-	(void)cfg;
-	return ct_plan_common(srv, snapshot, obs, plan);
+	return ct_plan_common(cfg, srv, snapshot, obs, plan);
 }
 
 const Reconciler recon_container = {

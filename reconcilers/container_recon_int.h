@@ -20,14 +20,9 @@
 #define CT_RETRY_MS 1000 /* nothing happened (refused connection, 503) */
 #define CT_BACKOFF_BASE_MS 2000 /* first retry after a failed call/task */
 #define CT_BACKOFF_MAX_MS 30000
-#define CT_TEMPLATE_HOLD_MS (15 * 60 * 1000) /* a clone's template hold expires */
 #define CT_MAX_OPEN 64
 
-typedef struct CtTemplateHold {
-	int64_t vmid;
-	char holder[40];
-	int64_t until_mono;
-} CtTemplateHold;
+typedef struct CtGate CtGate;
 
 /* Per process (init). Strings borrowed from the Config. */
 typedef struct CtState {
@@ -36,9 +31,9 @@ typedef struct CtState {
 	CtTemplate *templates; /* from the config; node NULL: resolved per list */
 	size_t n_templates;
 	const char **nodes; /* proxmox.nodes */
-	pthread_mutex_t lock; /* holds, orphans */
-	CtTemplateHold *holds;
-	size_t n_holds;
+	pthread_mutex_t lock; /* gates, orphans */
+	CtGate **gates;
+	size_t n_gates;
 	json_t *orphans; /* "vmid" -> kind, reported */
 } CtState;
 
@@ -107,9 +102,22 @@ void ct_obs_clear_reads(CtObs *o);
 
 int ct_inputs(const RuntimeServer *srv, const CtObs *o, const CtList *l, CtInputs *ret);
 
-/* Releases what srv holds: its task slots on every node, its template holds. */
+/* Releases what srv holds: its task slots on every node, its gates. */
 void ct_release_slots(RecEnv *env, const RuntimeServer *srv, const CtList *l, const CtObs *o);
-void ct_template_release(CtState *st, const char *holder);
+
+/* Capacity gates (container_gate.c): "node:<node>" with max_tasks_per_node
+ * holders, "tmpl:<vmid>" with one. check: 0 = uid may go now, else the
+ * milliseconds until its turn is likely (uid queued as a waiter). take:
+ * true when uid holds it now. release: measure = a task really ran (its
+ * holding time feeds the estimate). */
+int64_t ct_gate_check(CtState *st, const char *name, int capacity, const char *uid);
+bool ct_gate_take(CtState *st, const char *name, int capacity, const char *uid);
+void ct_gate_release(CtState *st, const char *name, const char *uid, bool measure);
+void ct_gate_release_uid(CtState *st, const char *uid, bool measure);
+bool ct_gate_holds(CtState *st, const char *uid);
+/* How long until uid's turn at a gate it waits at (0: none, or now). */
+int64_t ct_gate_pending(CtState *st, const char *uid);
+void ct_gates_free(CtState *st);
 
 /* The hostname prefix of the default hostname ("mc-paper-", "dev-"). */
 void ct_hostname_prefix(const RuntimeServer *srv, char *buf, size_t n);
