@@ -99,10 +99,30 @@ fi
 say "fault: 20% lost responses on every mutating call for the next 40 requests"
 curl -fsS -X POST "$control/_sim/faults" \
         -d '{"system":"*","method":"POST","lost_rate":0.2,"count":40}' >/dev/null || true
-watch_until_ready "$DEMO_TIMEOUT" "healing" && echo "healed"
+# Healed = every server has exactly one container in the simulated world
+# again, and every server is Ready.
+healed() {
+        local want have
+        want=$("$BIN/zlhctl" get -o json | jq length)
+        have=$(curl -fsS "$control/_sim/stats" |
+                jq '[.duplicates.containers_per_uid // {} | to_entries[] | select(.value.now == 1)] | length')
+        [ "$want" = "$have" ]
+}
+deadline=$((SECONDS + DEMO_TIMEOUT))
+until healed && watch_until_ready 5 "healing"; do
+        [ $SECONDS -lt $deadline ] || break
+        watch_until_ready 1 "healing" >/dev/null || true
+        sleep 1
+done
+healed && echo "healed: one container per server again" || echo "not healed within ${DEMO_TIMEOUT}s"
 
 say "side effects counted by the simulator (duplicates high-water marks)"
-curl -fsS "$control/_sim/stats" | jq '.duplicates // .' | head -40
+curl -fsS "$control/_sim/stats" | jq -r '
+  "containers created: \(.side_effects["pve.create"] // 0) create, \(.side_effects["pve.clone"] // 0) clone",
+  "most containers one uid ever had at once: \([.duplicates.containers_per_uid[]?.max] | max // 0)",
+  "most registrations one name ever had at once: \([.duplicates.registrations_per_name[]?.max] | max // 0)",
+  "most DNS records of one name+type at once: \([.duplicates.dns_records_per_name_type[]?.max] | max // 0)",
+  "faults injected: \(.faults)"' 
 say "where to look"
 echo "controller log: $work/controller.log (JSON lines; KEEP_LOGS=1 keeps it)"
 echo "metrics: http://$metrics/metrics (while it runs); a sample:"

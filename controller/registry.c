@@ -14,8 +14,8 @@
 #include "controller/probe.h"
 #include "controller/reconciler.h"
 
-#if __has_include("reconcilers/container.h")
-#include "reconcilers/container.h"
+#if __has_include("reconcilers/container_recon.h")
+#include "reconcilers/container_recon.h"
 #endif
 #if __has_include("reconcilers/agent.h")
 #include "reconcilers/agent.h"
