@@ -33,6 +33,7 @@ struct CtGate {
 	size_t n_holders;
 	GateMember *waiters;
 	size_t n_waiters;
+	int capacity;
 	int64_t ewma_ms;
 };
 
@@ -50,6 +51,7 @@ static CtGate *gate_get(CtState *st, const char *name)
 		return NULL;
 	snprintf(g->name, sizeof g->name, "%s", name);
 	g->ewma_ms = GATE_EWMA_INIT_MS;
+	g->capacity = 1;
 	st->gates[st->n_gates++] = g;
 	return g;
 }
@@ -108,6 +110,34 @@ static size_t ahead(const CtGate *g, const char *uid)
 	return p < 0 ? g->n_waiters : (size_t)p;
 }
 
+/* 0 when the waiter at position p may go now, else when to ask again: the
+ * next round (the first free slot) is asked for often, later rounds one
+ * holding time per round after the earliest expected end. */
+static int64_t estimate(const CtGate *g, size_t p, int64_t now)
+{
+	size_t cap = (size_t)g->capacity;
+	size_t free_slots = g->n_holders < cap ? cap - g->n_holders : 0;
+	if (p < free_slots)
+		return 0;
+	int64_t first = INT64_MAX;
+	for (size_t i = 0; i < g->n_holders; i++)
+		if (g->holders[i].t + g->ewma_ms < first)
+			first = g->holders[i].t + g->ewma_ms;
+	int64_t to_first = first == INT64_MAX ? 0 : first - now;
+	size_t round = (p - free_slots) / cap;
+	int64_t wait;
+	if (round == 0) {
+		wait = g->ewma_ms / 4;
+		if (to_first > 0 && to_first < wait)
+			wait = to_first;
+	} else {
+		wait = to_first + (int64_t)round * g->ewma_ms - g->ewma_ms / 2;
+	}
+	return wait < GATE_WAIT_MIN_MS   ? GATE_WAIT_MIN_MS
+	       : wait > GATE_WAIT_MAX_MS ? GATE_WAIT_MAX_MS
+	                                 : wait;
+}
+
 int64_t ct_gate_check(CtState *st, const char *name, int capacity, const char *uid)
 {
 	if (capacity < 1)
@@ -117,31 +147,17 @@ int64_t ct_gate_check(CtState *st, const char *name, int capacity, const char *u
 	CtGate *g = gate_get(st, name);
 	if (!g || find(g->holders, g->n_holders, uid) >= 0)
 		goto out;
+	g->capacity = capacity;
 	prune(g, now);
-	size_t free_slots = g->n_holders < (size_t)capacity ? (size_t)capacity - g->n_holders : 0;
 	ssize_t p = find(g->waiters, g->n_waiters, uid);
 	if (p < 0) {
 		if (add(&g->waiters, &g->n_waiters, uid, now) < 0)
 			goto out;
 		p = (ssize_t)g->n_waiters - 1;
 	}
-	if ((size_t)p < free_slots) {
-		g->waiters[p].t = now + GATE_WAIT_MIN_MS * 10;
-		goto out;
-	}
-	/* Its turn comes after the earliest holder ends plus one holding time
-	 * per full round of the queue ahead of it. */
-	int64_t first = INT64_MAX;
-	for (size_t i = 0; i < g->n_holders; i++)
-		if (g->holders[i].t + g->ewma_ms < first)
-			first = g->holders[i].t + g->ewma_ms;
-	wait = first == INT64_MAX ? GATE_WAIT_MIN_MS : first - now;
-	if (wait < GATE_WAIT_MIN_MS)
-		wait = GATE_WAIT_MIN_MS;
-	wait += (int64_t)(((size_t)p - free_slots) / (size_t)capacity) * g->ewma_ms;
-	if (wait > GATE_WAIT_MAX_MS)
-		wait = GATE_WAIT_MAX_MS;
-	g->waiters[p].t = now + wait;
+	wait = estimate(g, (size_t)p, now);
+	/* A waiter that may go keeps its place while it acts. */
+	g->waiters[p].t = now + (wait ? wait : GATE_WAIT_MIN_MS * 10);
 out:
 	pthread_mutex_unlock(&st->lock);
 	return wait;
@@ -157,6 +173,7 @@ bool ct_gate_take(CtState *st, const char *name, int capacity, const char *uid)
 	CtGate *g = gate_get(st, name);
 	if (!g)
 		goto out;
+	g->capacity = capacity;
 	if (find(g->holders, g->n_holders, uid) >= 0) {
 		ok = true;
 		goto out;
@@ -220,9 +237,13 @@ int64_t ct_gate_pending(CtState *st, const char *uid)
 	pthread_mutex_lock(&st->lock);
 	for (size_t i = 0; i < st->n_gates; i++) {
 		CtGate *g = st->gates[i];
+		prune(g, now);
 		ssize_t p = find(g->waiters, g->n_waiters, uid);
-		if (p >= 0 && g->waiters[p].t - now > wait)
-			wait = g->waiters[p].t - now;
+		if (p < 0)
+			continue;
+		int64_t w = estimate(g, (size_t)p, now);
+		if (w > wait)
+			wait = w;
 	}
 	pthread_mutex_unlock(&st->lock);
 	return wait;

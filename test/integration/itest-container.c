@@ -72,6 +72,51 @@ static bool recreated_cond(void *ctx)
 	return json_integer_value(c) == ww->created;
 }
 
+typedef struct SideWait {
+	CT *t;
+	const char *name;
+	int64_t want;
+} SideWait;
+
+static bool side_effect_cond(void *ctx)
+{
+	SideWait *sw = ctx;
+	return ct_side_effect(sw->t, sw->name) >= sw->want;
+}
+
+typedef struct EventWait {
+	CT *t;
+	int i;
+	const char *reason;
+	int64_t want;
+} EventWait;
+
+static bool event_cond(void *ctx)
+{
+	EventWait *ew = ctx;
+	return ct_events(ew->t, ew->i, ew->reason) >= ew->want;
+}
+
+typedef struct StoppedWait {
+	CT *t;
+	int i;
+} StoppedWait;
+
+/* Server i's one container is stopped and its ContainerReady True. */
+static bool stopped_cond(void *ctx)
+{
+	StoppedWait *sw = ctx;
+	CtWorld w;
+	if (!ct_world(sw->t, &w) || w.count[sw->i] != 1 || w.running[sw->i])
+		return false;
+	_cleanup_free_ char *st = ct_sql_text(
+	    sw->t,
+	    "SELECT c->>'reason' FROM zlh.server_status st, jsonb_array_elements(st.conditions) c "
+	    "WHERE st.uid = $1::uuid AND c->>'type' = 'ContainerReady' AND c->>'status' = 'True'",
+	    sw->t->uid[sw->i]);
+	return st && strcmp(st, "Stopped") == 0;
+}
+
 /* Create mode, one controller through the whole life of N servers. */
 static void container__create_mode__converge_steady_recreate_repair_delete(void **state)
 {
@@ -146,6 +191,48 @@ static void container__create_mode__converge_steady_recreate_repair_delete(void 
 		ct_dump_log(&t);
 	assert_true(ok);
 	assert_true(ct_events(&t, 1, "DriftRepaired") >= 1);
+	assert_int_equal(ct_max_per_uid(&t), 1);
+
+	/* spec.restartAt: exactly one reboot per new value. */
+	int64_t reboots = ct_side_effect(&t, "pve.reboot");
+	char rs[160];
+	time_format_rfc3339(now_wall_ms(), rs, sizeof rs);
+	char extra[256];
+	snprintf(extra, sizeof extra, "{\"restartAt\": \"%s\"}", rs);
+	ct_apply(&t, 2, extra);
+	SideWait sw = {&t, "pve.reboot", reboots + 1};
+	ok = tu_wait_until(side_effect_cond, &sw, 30000);
+	if (!ok)
+		ct_dump_log(&t);
+	assert_true(ok);
+	EventWait evw = {&t, 2, "Restarted", 1};
+	assert_true(tu_wait_until(event_cond, &evw, 30000));
+	assert_true(ct_wait_converged(&t, 0, n, n, 30000));
+	/* The same restartAt again (a no-op apply) and a pass: no second reboot. */
+	ct_apply(&t, 2, extra);
+	int64_t seq2 = ct_log_seq(&t), mut2 = 0, lists2 = 0;
+	deadline = now_mono_ms() + 20000;
+	do {
+		ct_sleep_ms(200);
+		ct_pve_requests_since(&t, seq2, &mut2, &lists2, first, sizeof first);
+	} while (lists2 < 4 && now_mono_ms() < deadline);
+	assert_int_equal(ct_side_effect(&t, "pve.reboot"), reboots + 1);
+
+	/* power: stopped -> one shutdown; running again -> one start. */
+	int64_t shutdowns = ct_side_effect(&t, "pve.shutdown");
+	int64_t starts = ct_side_effect(&t, "pve.start");
+	snprintf(extra, sizeof extra, "{\"restartAt\": \"%s\", \"power\": \"stopped\"}", rs);
+	ct_apply(&t, 3, extra);
+	StoppedWait stw = {&t, 3};
+	ok = tu_wait_until(stopped_cond, &stw, 30000);
+	if (!ok)
+		ct_dump_log(&t);
+	assert_true(ok);
+	assert_int_equal(ct_side_effect(&t, "pve.shutdown"), shutdowns + 1);
+	ct_apply(&t, 3, NULL);
+	assert_true(ct_wait_converged(&t, 0, n, n, 30000));
+	assert_int_equal(ct_side_effect(&t, "pve.start"), starts + 1);
+	assert_int_equal(ct_side_effect(&t, "pve.reboot"), reboots + 1);
 	assert_int_equal(ct_max_per_uid(&t), 1);
 
 	/* Delete everything: containers gone, allocations free, rows removed. */
