@@ -1,14 +1,14 @@
 /* itest-container-harness.h - the container reconciler against zlh-sim and
  * a real PostgreSQL, for itest-container*.c and bench/.
  *
- * A test binary including this runs the controller as a child process of
- * its own: `<test binary> --as-controller CONFIG` (ct_main_hook() in main)
- * builds the same Controller as zlh-controller's main, with the container
- * reconciler (reconcilers/container_recon.h) as its reconciler list. So the
- * tests hold whatever the registry lists, and ZLH_CRASH_AT works as in the
- * daemon (the child _exit(137)s). With $ZLH_ITEST_REAL_CONTROLLER=1 the
- * installed $ZLH_BIN/zlh-controller is started instead (once the registry
- * lists the container reconciler).
+ * The controller is the real $ZLH_BIN/zlh-controller (its registry lists
+ * the container reconciler); the config keeps only the proxmox and network
+ * sections, so the other reconcilers are switched off. ZLH_CRASH_AT makes
+ * it _exit(137) at a crash point. With $ZLH_ITEST_SELF_CONTROLLER=1 the
+ * test binary runs the controller itself instead (`<test binary>
+ * --as-controller CONFIG`, CT_MAIN_HOOK in main): the same Controller as
+ * zlh-controller's main with only the container reconciler, whatever the
+ * registry lists.
  *
  * Every wait is bounded by a deadline; nothing sleeps blindly. */
 #pragma once
@@ -329,8 +329,8 @@ static inline void ct_start(CT *t, const char *const *env)
 	assert_true(n > 0);
 	self[n] = 0;
 	_cleanup_free_ char *real = tu_bin("zlh-controller");
-	const char *v = getenv("ZLH_ITEST_REAL_CONTROLLER");
-	bool use_real = v && strcmp(v, "1") == 0;
+	const char *v = getenv("ZLH_ITEST_SELF_CONTROLLER");
+	bool use_real = !(v && strcmp(v, "1") == 0);
 	const char *argv_self[] = {self, "--as-controller", t->cfg, NULL};
 	const char *argv_real[] = {real, "-c", t->cfg, NULL};
 	pid_t pid = tu_spawn(use_real ? argv_real : argv_self, env, t->log);
