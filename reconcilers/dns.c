@@ -38,7 +38,8 @@
  *      landed twice, or a race)
  * X5   desired, keep[T] differs (content, name after  UPDATE(keep[T]) (PATCH)  F Updating
  *      a hostname change, ttl, proxied, SRV data)
- * X6   desired, collision[T] while ours[T] exists     none                     F Conflict
+ * X6   desired, collision[T] while ours[T] exists     none (no X5 rename onto  F Conflict
+ *                                                     the foreign name)
  * X7   otherwise                                      none                     T Ready
  *
  * The condition is the first that applies of: Conflict (X2/X6), then the
@@ -288,8 +289,10 @@ int recon_dns_plan_input(const DnsInput *in, Plan *plan)
 			if (!x->keep || (m && !km) || (m == km && older(rec, x->keep)))
 				x->keep = rec;
 		}
-		x->update = !cf_record_matches(x->keep, &x->spec);
 		x->conflict = x->collision != NULL; /* X6 */
+		/* Never rename ours onto a name a foreign record holds. */
+		x->update = !cf_record_matches(x->keep, &x->spec) &&
+		            !(x->conflict && strcasecmp(x->keep->name, x->spec.name) != 0);
 	}
 	for (int t = 0; t < T_N; t++) {
 		TypePlan *x = &tp[t];

@@ -251,7 +251,7 @@ static void dns__many_servers_with_lost_replies__one_record_per_type(void **stat
 	tr_open(&H, &recon_dns, &r);
 	h_fault(&H, "{\"system\":\"cloudflare\",\"method\":\"POST\",\"lost_rate\":0.3}");
 	RuntimeServer *srv[N];
-	char uids[N][40];
+	char uids[N][64];
 	for (int i = 0; i < N; i++) {
 		char host[32], ip[32];
 		snprintf(uids[i], sizeof uids[i], "8b000000-0000-4000-8000-0000000000%02d", i);
@@ -478,7 +478,7 @@ static void dns__crash_points__converge_without_second_record(void **state)
 	(void)state;
 	static const char *const steps[] = {"intent", "call", "handle", "done"};
 	for (size_t i = 0; i < 4; i++) {
-		char uid[40], host[32], at[48], a[256], s[256];
+		char uid[64], host[32], at[48], a[256], s[256];
 		snprintf(uid, sizeof uid, "8c000000-0000-4000-8000-0000000000%02zu", i);
 		snprintf(host, sizeof host, "dns-crash-%zu", i);
 		fqdn(host, a, s, sizeof a);

@@ -136,7 +136,7 @@ static void proxy__restart_with_many_servers__all_back_in_one_pass(void **state)
 	tr_open(&H, &recon_proxy, &r);
 	RuntimeServer *srv[N];
 	for (int i = 0; i < N; i++) {
-		char uid[40], host[32], ip[32];
+		char uid[64], host[32], ip[32];
 		snprintf(uid, sizeof uid, "7b000000-0000-4000-8000-0000000000%02d", i);
 		snprintf(host, sizeof host, "px-many-%02d", i);
 		snprintf(ip, sizeof ip, "127.60.1.%d", 10 + i);
@@ -334,7 +334,7 @@ static void proxy__crash_points__converge_without_second_side_effect(void **stat
 	(void)state;
 	static const char *const steps[] = {"intent", "call", "handle", "done"};
 	for (size_t i = 0; i < 4; i++) {
-		char uid[40], host[32], ip[32], at[48];
+		char uid[64], host[32], ip[32], at[48];
 		snprintf(uid, sizeof uid, "7c000000-0000-4000-8000-0000000000%02zu", i);
 		snprintf(host, sizeof host, "px-crash-%zu", i);
 		snprintf(ip, sizeof ip, "127.60.2.%zu", 10 + i);

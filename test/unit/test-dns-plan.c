@@ -371,6 +371,24 @@ static void plan__foreign_beside_ours__conflict_ours_kept(void **state)
 	plan_clear(&p);
 }
 
+/* X6: a hostname change onto a name a foreign record holds: ours is not
+ * renamed onto it. */
+static void plan__rename_onto_foreign_name__not_renamed(void **state)
+{
+	(void)state;
+	CfRecord *f = rec("f1", CF_TYPE_A, "creative-02.example.net", "192.0.2.1", NULL);
+	const CfRecord *r[] = {our_a("a1"), our_srv("s1"), f};
+	DnsInput in = base(r, 3);
+	in.hostname = "creative-02";
+	Plan p = run(&in);
+	assert_int_equal(p.n_actions, 1); /* only the SRV is renamed */
+	assert_action(&p, 0, "dns-update");
+	assert_string_equal(arg(&p, 0, "id"), "s1");
+	assert_cond(&p, COND_FALSE, "Conflict");
+	assert_never_touches(&p, f);
+	plan_clear(&p);
+}
+
 /* Foreign records elsewhere in the zone (www, api, mail) are never
  * touched, whatever the server does. */
 static void plan__foreign_zone_records__never_touched(void **state)
@@ -736,6 +754,7 @@ int main(void)
 	    T(plan__hostname_changed__records_renamed),
 	    T(plan__foreign_record_at_our_name__conflict_untouched),
 	    T(plan__foreign_beside_ours__conflict_ours_kept),
+	    T(plan__rename_onto_foreign_name__not_renamed),
 	    T(plan__foreign_zone_records__never_touched),
 	    T(plan__deleting__deletes_ours_then_done),
 	    T(plan__unpublished__deletes_ours),
