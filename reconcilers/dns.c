@@ -488,6 +488,7 @@ void recon_dns_snapshot_free(DnsSnapshot *s)
 	if (!s)
 		return;
 	cf_record_list_clear(&s->list);
+	free(s->uids);
 	free(s->by_uid);
 	free(s->by_name);
 	free(s);
@@ -502,25 +503,27 @@ int recon_dns_snapshot_new(CfRecordList *list, DnsSnapshot **ret)
 	}
 	s->list = *list;
 	*list = (CfRecordList){0};
-	size_t n = s->list.n;
+	size_t n = s->list.n, n_ours = 0;
+	char uid[48];
+	for (size_t i = 0; i < n; i++)
+		n_ours += cf_comment_uid(s->list.items[i].comment, uid, sizeof uid);
 	if (n) {
-		s->by_uid = calloc(n, sizeof *s->by_uid);
 		s->by_name = calloc(n, sizeof *s->by_name);
-		if (!s->by_uid || !s->by_name) {
+		s->by_uid = n_ours ? calloc(n_ours, sizeof *s->by_uid) : NULL;
+		s->uids = n_ours ? calloc(n_ours, sizeof *s->uids) : NULL;
+		if (!s->by_name || (n_ours && (!s->by_uid || !s->uids))) {
 			recon_dns_snapshot_free(s);
 			return -ENOMEM;
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		const CfRecord *r = &s->list.items[i];
-		DnsIndex *u = &s->by_uid[s->n_by_uid];
-		if (cf_comment_uid(r->comment, u->key, sizeof u->key)) {
-			u->rec = r;
+		if (s->n_by_uid < n_ours &&
+		    cf_comment_uid(r->comment, s->uids[s->n_by_uid], sizeof s->uids[0])) {
+			s->by_uid[s->n_by_uid] = (DnsIndex){.key = s->uids[s->n_by_uid], .rec = r};
 			s->n_by_uid++;
 		}
-		DnsIndex *x = &s->by_name[s->n_by_name++];
-		snprintf(x->key, sizeof x->key, "%s", r->name);
-		x->rec = r;
+		s->by_name[s->n_by_name++] = (DnsIndex){.key = r->name, .rec = r};
 	}
 	if (s->n_by_uid)
 		qsort(s->by_uid, s->n_by_uid, sizeof *s->by_uid, cmp_index);

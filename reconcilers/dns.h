@@ -110,12 +110,13 @@ int recon_dns_spec_from_json(const json_t *j, CfRecordSpec *ret) _must_check_;
 /* The snapshot observe() returns, exposed for tests that drive the
  * reconciler without the runtime. */
 typedef struct DnsIndex {
-	char key[CF_NAME_MAX]; /* uid (by_uid) or name (by_name), lower-case */
+	const char *key; /* uid (by_uid, in uids) or the record's name; lower-case */
 	const CfRecord *rec; /* borrowed from list */
 } DnsIndex;
 
 typedef struct DnsSnapshot {
 	CfRecordList list;
+	char (*uids)[48]; /* the by_uid keys */
 	DnsIndex *by_uid; /* records with a zlh:uid= comment, sorted by uid */
 	size_t n_by_uid;
 	DnsIndex *by_name; /* every record, sorted by name */
