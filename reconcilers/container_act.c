@@ -755,6 +755,8 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 	_cleanup_free_ char *upid = NULL;
 	PveError perr = {0};
 	const char *method = "POST";
+	if (t == CT_OP_CREATE || t == CT_OP_CLONE)
+		ct_sent_mark(env->state, op_id);
 	r = do_call(x, a, &call, node, &upid, &perr, &method);
 	rec_count_call(env, "proxmox", method, r < 0 ? perr.http_status : 200);
 	crash_point(crash, CRASH_STEP_CALL);

@@ -30,6 +30,7 @@ static void ct_done(void *state)
 	free(st->templates);
 	free(st->nodes);
 	ct_gates_free(st);
+	free(st->sent);
 	json_decref(st->orphans);
 	free(st);
 }
@@ -280,6 +281,45 @@ static int ct_observe(RecEnv *env, void **ret_snapshot)
 
 /* --- the server's observation ----------------------------------------------------- */
 
+#define SENT_KEEP_MS (10 * 60 * 1000)
+
+void ct_sent_mark(CtState *st, int64_t op_id)
+{
+	int64_t now = now_mono_ms();
+	pthread_mutex_lock(&st->lock);
+	size_t k = 0;
+	bool have = false;
+	for (size_t i = 0; i < st->n_sent; i++) {
+		if (now - st->sent[i][1] > SENT_KEEP_MS)
+			continue;
+		have = have || st->sent[i][0] == op_id;
+		st->sent[k][0] = st->sent[i][0];
+		st->sent[k][1] = st->sent[i][1];
+		k++;
+	}
+	st->n_sent = k;
+	if (!have) {
+		int64_t(*ns)[2] = realloc(st->sent, (st->n_sent + 1) * sizeof *ns);
+		if (ns) {
+			st->sent = ns;
+			st->sent[st->n_sent][0] = op_id;
+			st->sent[st->n_sent][1] = now;
+			st->n_sent++;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+bool ct_sent_has(CtState *st, int64_t op_id)
+{
+	bool r = false;
+	pthread_mutex_lock(&st->lock);
+	for (size_t i = 0; i < st->n_sent && !r; i++)
+		r = st->sent[i][0] == op_id;
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
 static CtOpType op_from_name(const char *s)
 {
 	for (int t = 0; t < _CT_OP_MAX; t++)
@@ -371,6 +411,12 @@ int ct_obs_load(RecEnv *env, const RuntimeServer *srv, CtObs *o, char *errbuf, s
 		CtOpType t = op_from_name(jo->action);
 		if (t == _CT_OP_MAX)
 			continue;
+		/* A create intent written under this very lease term (by the
+		 * allocation) whose call this process never sent cannot land
+		 * later: no grace to wait out (D3), nothing to settle. */
+		if ((t == CT_OP_CREATE || t == CT_OP_CLONE) && jo->step == JOURNAL_STEP_INTENT &&
+		    jo->epoch == o->epoch && o->epoch > 0 && !ct_sent_has(o->st, jo->id))
+			continue;
 		CtOp *op = &o->ops[o->n_ops++];
 		*op = (CtOp){.type = t,
 		             .upid = jo->handle,
@@ -424,6 +470,7 @@ static int ct_observe_server(RecEnv *env, const RuntimeServer *srv, const void *
 	if (!o)
 		return -ENOMEM;
 	o->st = env->state;
+	o->epoch = env->epoch;
 	char why[256];
 	int r = ct_obs_load(env, srv, o, why, sizeof why);
 	if (r < 0) {

@@ -31,9 +31,11 @@ typedef struct CtState {
 	CtTemplate *templates; /* from the config; node NULL: resolved per list */
 	size_t n_templates;
 	const char **nodes; /* proxmox.nodes */
-	pthread_mutex_t lock; /* gates, orphans */
+	pthread_mutex_t lock; /* gates, orphans, sent */
 	CtGate **gates;
 	size_t n_gates;
+	int64_t (*sent)[2]; /* {op id, mono ms}: create/clone calls this process sent */
+	size_t n_sent;
 	json_t *orphans; /* "vmid" -> kind, reported */
 } CtState;
 
@@ -57,6 +59,7 @@ typedef struct CtSnap {
 /* One reconcile's own observation. */
 typedef struct CtObs {
 	CtState *st;
+	int64_t epoch; /* the lease epoch of this reconcile */
 	CtStoreView view;
 	int64_t skew_ms; /* database wall clock - local wall clock */
 	bool has_alloc;
@@ -121,6 +124,11 @@ void ct_gates_free(CtState *st);
 
 /* The hostname prefix of the default hostname ("mc-paper-", "dev-"). */
 void ct_hostname_prefix(const RuntimeServer *srv, char *buf, size_t n);
+
+/* A create/clone call of op id is about to be sent (or was): its intent
+ * is no longer "certainly unsent". */
+void ct_sent_mark(CtState *st, int64_t op_id);
+bool ct_sent_has(CtState *st, int64_t op_id);
 
 /* The act entry point (container_act.c). */
 int ct_act(RecEnv *env, const RuntimeServer *srv, void *snapshot, void *obs, const Action *action,

@@ -319,6 +319,22 @@ static inline void ct_setup(CT *t, CtTestMode mode, const char *const *sim_args,
 	PQclear(res);
 }
 
+/* Replaces the first occurrence of from in the controller config. */
+static inline void ct_config_replace(CT *t, const char *from, const char *to)
+{
+	_cleanup_free_ char *data = NULL;
+	size_t len;
+	assert_int_equal(file_read_all(t->cfg, 1 << 20, &data, &len), 0);
+	char *p = strstr(data, from);
+	assert_non_null(p);
+	Buf b = BUF_INIT;
+	assert_true(buf_append(&b, data, (size_t)(p - data)) >= 0);
+	assert_true(buf_puts(&b, to) >= 0);
+	assert_true(buf_puts(&b, p + strlen(from)) >= 0);
+	assert_int_equal(tu_write_file(t->cfg, b.data), 0);
+	buf_done(&b);
+}
+
 /* Starts the controller (env: NULL-terminated "K=V" list or NULL). */
 static inline void ct_start(CT *t, const char *const *env)
 {

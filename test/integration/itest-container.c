@@ -326,7 +326,10 @@ static void container__foreign_in_range__never_touched(void **state)
 	(void)state;
 	CT t;
 	const char *sim_args[] = {"--nodes", "2", "--task-ms", "100", NULL};
-	ct_setup(&t, CTT_CREATE, sim_args, NULL);
+	ct_setup(&t, CTT_CLONE, sim_args, NULL);
+	/* One template as a single number: it lives on pve2 (the list says
+	 * so), so only pve2 can clone. */
+	ct_config_replace(&t, "template_vmid: {pve1: 900, pve2: 901}", "template_vmid: 901");
 	assert_int_equal(ct_sim_post(&t, "/_sim/pve/create-foreign",
 	                             "{\"vmid\": 5000, \"node\": \"pve1\", \"hostname\": "
 	                             "\"legacy\", \"running\": true, \"memory\": 2048}"),
@@ -339,13 +342,21 @@ static void container__foreign_in_range__never_touched(void **state)
 	int64_t seq = ct_log_seq(&t);
 	for (int i = 0; i < 3; i++)
 		ct_apply(&t, i, NULL);
+	ct_apply(&t, 3, "{\"deletionPolicy\": \"Orphan\"}");
 	ct_start(&t, NULL);
-	bool ok = ct_wait_converged(&t, 0, 3, 3, 30000);
+	bool ok = ct_wait_converged(&t, 0, 4, 4, 30000);
 	if (!ok)
 		ct_dump_log(&t);
 	assert_true(ok);
-	/* Deleting the servers must not touch it either. */
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++) {
+		_cleanup_free_ char *node = node_of(&t, i);
+		assert_non_null(node);
+		assert_string_equal(node, "pve2");
+	}
+	int64_t orphan_vmid = vmid_of(&t, 3);
+	/* Deleting the servers must not touch it either; the Orphan one is
+	 * left running without our tags. */
+	for (int i = 0; i < 4; i++)
 		ct_delete(&t, i);
 	ok = tu_wait_until(ct_no_servers_cond, &t, 30000);
 	if (!ok)
@@ -380,17 +391,71 @@ static void container__foreign_in_range__never_touched(void **state)
 	}
 	CtWorld w;
 	assert_true(ct_world(&t, &w));
-	assert_int_equal(w.others, 1);
-	assert_int_equal(w.total, 1);
+	assert_int_equal(w.total, 2); /* the foreign one and the orphaned one */
+	assert_int_equal(w.count[3], 1);
+	assert_true(w.running[3]);
+	assert_int_equal(w.vmid[3], orphan_vmid);
+	char cpath[128];
+	snprintf(cpath, sizeof cpath, "/nodes/pve2/lxc/%" PRId64 "/config", orphan_vmid);
+	json_t *ocfg = NULL;
+	assert_int_equal(ct_pve(&t, "GET", cpath, NULL, &ocfg), 200);
+	const char *otags =
+	    json_string_value(json_object_get(json_object_get(ocfg, "data"), "tags"));
+	assert_true(!otags || !strstr(otags, "zlh"));
+	json_decref(ocfg);
+	assert_int_equal(ct_events(&t, 3, "Orphaned"), 1);
+	assert_int_equal(ct_sql_int(&t, "SELECT count(*) FROM zlh.allocations", NULL), 0);
 	assert_int_equal(
 	    ct_sql_int(&t, "SELECT count(*) FROM zlh.quarantined_vmids WHERE vmid = 5000", NULL),
 	    1);
-	/* Created: the three servers only, never at 5000 (Proxmox would have
-	 * refused, but we never even asked). */
-	assert_int_equal(ct_side_effect(&t, "pve.create"), 3);
+	/* Made: the four servers only, never at 5000 (Proxmox would have
+	 * refused, but we never even asked); three destroyed. */
+	assert_int_equal(ct_side_effect(&t, "pve.clone"), 4);
+	assert_int_equal(ct_side_effect(&t, "pve.destroy"), 3);
 	int st = ct_stop(&t, SIGTERM);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	assert_true(h_log_has(&t, "orphan container 5000"));
+	ct_teardown(&t);
+}
+
+/* Servers deleted while they are being created (one task slot per node,
+ * so most still wait with only an intent): all gone quickly - an intent
+ * this process never sent is no call that may still land - with never two
+ * containers for one uid and nothing leaked. */
+static void container__delete_while_creating__all_gone(void **state)
+{
+	(void)state;
+	CT t;
+	const char *sim_args[] = {"--nodes", "2", "--task-ms", "300", NULL};
+	ct_setup(&t, CTT_CREATE, sim_args, NULL);
+	ct_config_replace(&t, "max_tasks_per_node: 4", "max_tasks_per_node: 1");
+	for (int i = 0; i < 8; i++)
+		ct_apply(&t, i, NULL);
+	ct_start(&t, NULL);
+	/* Once the first containers exist, delete everything. */
+	SideWait sw = {&t, "pve.create", 2};
+	assert_true(tu_wait_until(side_effect_cond, &sw, 20000));
+	int64_t t0 = now_mono_ms();
+	for (int i = 0; i < 8; i++)
+		ct_delete(&t, i);
+	bool ok = tu_wait_until(ct_no_servers_cond, &t, 40000);
+	if (!ok)
+		ct_dump_log(&t);
+	assert_true(ok);
+	fprintf(stderr, "# 8 servers deleted while creating: gone in %" PRId64 " ms\n",
+	        now_mono_ms() - t0);
+	CtWorld w;
+	assert_true(ct_world(&t, &w));
+	assert_int_equal(w.total, 0);
+	assert_int_equal(ct_max_per_uid(&t), 1);
+	assert_int_equal(ct_sql_int(&t, "SELECT count(*) FROM zlh.allocations", NULL), 0);
+	assert_int_equal(ct_sql_int(&t,
+	                            "SELECT count(*) FROM zlh.operations WHERE step NOT IN "
+	                            "('done', 'failed')",
+	                            NULL),
+	                 0);
+	int st = ct_stop(&t, SIGTERM);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ct_teardown(&t);
 }
 
@@ -469,6 +534,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(container__create_mode__converge_steady_recreate_repair_delete),
 	    cmocka_unit_test(container__clone_mode_faults__no_duplicates_no_leaks),
 	    cmocka_unit_test(container__foreign_in_range__never_touched),
+	    cmocka_unit_test(container__delete_while_creating__all_gone),
 	    cmocka_unit_test(container__crash_points_create_mode__one_container),
 	    cmocka_unit_test(container__crash_points_clone_mode__one_container),
 	};
