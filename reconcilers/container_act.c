@@ -364,17 +364,18 @@ static int act_wait_task(Ctx *x, const CtAction *a)
 	if (r < 0)
 		return fail(x, r, "polling task %s: %s", a->upid, perr.message);
 	x->res->snapshot_updated = true;
+	int64_t age = op ? x->o->view.db_now_ms - op->updated_ms : 0; /* since the call */
 	if (ts.running) {
-		/* Poll again after half the task's age so far: short tasks are
-		 * seen soon after they end, long ones cost few polls. */
-		int64_t age = op ? x->o->view.db_now_ms - op->updated_ms : 0; /* since the call */
-		int64_t d = age / 2;
-		d = d < CT_POLL_MIN_MS / 2 ? CT_POLL_MIN_MS / 2
+		/* Poll again after a quarter of the task's age so far: short
+		 * tasks are seen soon after they end, long ones cost few polls. */
+		int64_t d = age / 4;
+		d = d < CT_POLL_MIN_MS / 4 ? CT_POLL_MIN_MS / 4
 		    : d > CT_POLL_MAX_MS   ? CT_POLL_MAX_MS
 		                           : d;
 		x->res->requeue_after_ms = d;
 		return 0;
 	}
+	ct_task_seen_done(x->env->state, a->op, age);
 	x->o->task = ts;
 	x->o->has_task = true;
 	snprintf(x->o->task_upid, sizeof x->o->task_upid, "%s", a->upid);
@@ -773,7 +774,7 @@ static int act_external(Ctx *x, const CtAction *a, const CtInputs *in)
 		crash_point(crash, CRASH_STEP_HANDLE);
 		/* The next step is polling this UPID: no fresh list needed. */
 		x->res->snapshot_updated = true;
-		x->res->requeue_after_ms = CT_POLL_MIN_MS;
+		x->res->requeue_after_ms = ct_task_first_poll(env->state, t);
 		return 0;
 	}
 	case CT_OUTCOME_DONE: {

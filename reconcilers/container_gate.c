@@ -19,8 +19,10 @@
 
 #define GATE_EWMA_INIT_MS 300
 #define GATE_WAIT_MIN_MS 20
-#define GATE_WAIT_MAX_MS 5000
+#define GATE_WAIT_MAX_MS 2000
 #define GATE_WAITER_GRACE_MS 1500 /* a waiter that did not come back is dropped */
+#define GATE_RECENT 16
+#define GATE_WAIT_UNSURE_MS 400
 
 typedef struct GateMember {
 	char uid[40];
@@ -35,7 +37,28 @@ struct CtGate {
 	size_t n_waiters;
 	int capacity;
 	int64_t ewma_ms;
+	int64_t recent[GATE_RECENT]; /* the last holding times (ring) */
+	size_t n_recent;
 };
+
+/* The holding time waiters are scheduled by: the lower quartile of the
+ * recent ones (an early guess costs one cheap look, a late one keeps a
+ * slot idle; the first holds also carry the start-up queue). */
+static int64_t hold_estimate(const CtGate *g)
+{
+	size_t n = g->n_recent < GATE_RECENT ? g->n_recent : GATE_RECENT;
+	if (n == 0)
+		return g->ewma_ms;
+	int64_t v[GATE_RECENT];
+	memcpy(v, g->recent, n * sizeof *v);
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+			int64_t x = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = x;
+		}
+	return v[n / 4];
+}
 
 static CtGate *gate_get(CtState *st, const char *name)
 {
@@ -103,11 +126,16 @@ static void prune(CtGate *g, int64_t now)
 			i++;
 }
 
-/* Waiters ahead of uid (all of them when uid does not wait). */
-static size_t ahead(const CtGate *g, const char *uid)
+/* Waiters ahead of position p that are awake (due to ask now or soon): a
+ * waiter asleep until its estimated turn does not keep a free slot idle;
+ * when it wakes it is still ahead of everyone behind it. */
+static size_t ahead_due(const CtGate *g, size_t p, int64_t now)
 {
-	ssize_t p = find(g->waiters, g->n_waiters, uid);
-	return p < 0 ? g->n_waiters : (size_t)p;
+	size_t n = 0;
+	for (size_t i = 0; i < p && i < g->n_waiters; i++)
+		if (g->waiters[i].t <= now + GATE_WAIT_MIN_MS)
+			n++;
+	return n;
 }
 
 /* 0 when the waiter at position p may go now, else when to ask again: the
@@ -117,25 +145,32 @@ static int64_t estimate(const CtGate *g, size_t p, int64_t now)
 {
 	size_t cap = (size_t)g->capacity;
 	size_t free_slots = g->n_holders < cap ? cap - g->n_holders : 0;
-	if (p < free_slots)
+	if (ahead_due(g, p, now) < free_slots)
 		return 0;
+	if (p < free_slots)
+		p = free_slots; /* awake ones ahead take the free slots: next round */
+	int64_t hold = hold_estimate(g);
 	int64_t first = INT64_MAX;
 	for (size_t i = 0; i < g->n_holders; i++)
-		if (g->holders[i].t + g->ewma_ms < first)
-			first = g->holders[i].t + g->ewma_ms;
+		if (g->holders[i].t + hold < first)
+			first = g->holders[i].t + hold;
 	int64_t to_first = first == INT64_MAX ? 0 : first - now;
 	size_t round = (p - free_slots) / cap;
 	int64_t wait;
 	if (round == 0) {
-		wait = g->ewma_ms / 4;
+		wait = hold / 4;
 		if (to_first > 0 && to_first < wait)
 			wait = to_first;
 	} else {
-		wait = to_first + (int64_t)round * g->ewma_ms - g->ewma_ms / 2;
+		/* A little early: the estimate is looked at again then. */
+		wait = (to_first + (int64_t)round * hold - hold / 2) * 4 / 5;
 	}
-	return wait < GATE_WAIT_MIN_MS   ? GATE_WAIT_MIN_MS
-	       : wait > GATE_WAIT_MAX_MS ? GATE_WAIT_MAX_MS
-	                                 : wait;
+	/* Few measurements yet (the first ones carry the start-up queue):
+	 * look again soon rather than trust the estimate. */
+	int64_t max = g->n_recent < GATE_RECENT / 2 ? GATE_WAIT_UNSURE_MS
+	              : 4 * hold > GATE_WAIT_MAX_MS ? 4 * hold
+	                                            : GATE_WAIT_MAX_MS;
+	return wait < GATE_WAIT_MIN_MS ? GATE_WAIT_MIN_MS : wait > max ? max : wait;
 }
 
 int64_t ct_gate_check(CtState *st, const char *name, int capacity, const char *uid)
@@ -180,9 +215,10 @@ bool ct_gate_take(CtState *st, const char *name, int capacity, const char *uid)
 	}
 	prune(g, now);
 	size_t free_slots = g->n_holders < (size_t)capacity ? (size_t)capacity - g->n_holders : 0;
-	if (ahead(g, uid) >= free_slots || add(&g->holders, &g->n_holders, uid, now) < 0)
-		goto out;
 	ssize_t p = find(g->waiters, g->n_waiters, uid);
+	size_t before = ahead_due(g, p < 0 ? g->n_waiters : (size_t)p, now);
+	if (before >= free_slots || add(&g->holders, &g->n_holders, uid, now) < 0)
+		goto out;
 	if (p >= 0)
 		drop(g->waiters, &g->n_waiters, (size_t)p);
 	ok = true;
@@ -197,8 +233,10 @@ static void release_in(CtGate *g, const char *uid, int64_t now, bool measure)
 	if (p < 0)
 		return;
 	int64_t held = now - g->holders[p].t;
-	if (measure && held > 0)
+	if (measure && held > 0) {
 		g->ewma_ms = (g->ewma_ms * 7 + held * 3) / 10;
+		g->recent[g->n_recent++ % GATE_RECENT] = held;
+	}
 	drop(g->holders, &g->n_holders, (size_t)p);
 }
 
@@ -247,4 +285,38 @@ int64_t ct_gate_pending(CtState *st, const char *uid)
 	}
 	pthread_mutex_unlock(&st->lock);
 	return wait;
+}
+
+void ct_task_seen_done(CtState *st, CtOpType t, int64_t age_ms)
+{
+	if (t < 0 || t >= _CT_OP_MAX || age_ms <= 0)
+		return;
+	pthread_mutex_lock(&st->lock);
+	st->done_age[t][st->n_done_age[t]++ % 16] = age_ms;
+	pthread_mutex_unlock(&st->lock);
+}
+
+int64_t ct_task_first_poll(CtState *st, CtOpType t)
+{
+	if (t < 0 || t >= _CT_OP_MAX)
+		return CT_POLL_MIN_MS;
+	int64_t v[16];
+	pthread_mutex_lock(&st->lock);
+	size_t n = st->n_done_age[t] < 16 ? st->n_done_age[t] : 16;
+	memcpy(v, st->done_age[t], n * sizeof *v);
+	pthread_mutex_unlock(&st->lock);
+	if (n < 4)
+		return CT_POLL_MIN_MS;
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+			int64_t x = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = x;
+		}
+	/* Just before most tasks of this type were seen done: one poll
+	 * usually suffices; a running one is looked at again soon. */
+	int64_t d = v[n / 4] * 9 / 10;
+	return d < CT_POLL_MIN_MS / 3 ? CT_POLL_MIN_MS / 3
+	       : d > CT_POLL_MAX_MS   ? CT_POLL_MAX_MS
+	                              : d;
 }
