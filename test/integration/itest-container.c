@@ -489,15 +489,75 @@ static void crash_pair(CT *t, int i, const char *pair)
 	fprintf(stderr, "# crash at %s: one container after the restart\n", pair);
 }
 
-static void crash_pairs(CtTestMode mode, const char *const *pairs)
+typedef struct GoneWait {
+	CT *t;
+	int i;
+} GoneWait;
+
+static bool gone_cond(void *ctx)
+{
+	GoneWait *gw = ctx;
+	return ct_sql_int(gw->t, "SELECT count(*) FROM zlh.servers WHERE uid = $1::uuid",
+	                  gw->t->uid[gw->i]) == 0;
+}
+
+/* Deletion with a crash point: the server is gone after the restart, its
+ * container destroyed once, nothing leaked. */
+static void crash_delete_pair(CT *t, int i, int keep, const char *pair)
+{
+	ct_apply(t, i, NULL);
+	ct_start(t, NULL);
+	bool ok = ct_wait_converged(t, i, i + 1, 1, 30000);
+	if (!ok)
+		ct_dump_log(t);
+	assert_true(ok);
+	int st = ct_stop(t, SIGTERM);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	int64_t destroys = ct_side_effect(t, "pve.destroy");
+	ct_delete(t, i);
+	char env0[96];
+	snprintf(env0, sizeof env0, "ZLH_CRASH_AT=%s", pair);
+	const char *env[] = {env0, NULL};
+	ct_start(t, env);
+	st = tu_stop(t->ctl, 0, 30000);
+	t->ctl_running = false;
+	if (!(WIFEXITED(st) && WEXITSTATUS(st) == 137)) {
+		ct_dump_log(t);
+		fail_msg("%s: the controller did not crash (status %d)", pair, st);
+	}
+	ct_start(t, NULL);
+	GoneWait gw = {t, i};
+	ok = tu_wait_until(gone_cond, &gw, 45000);
+	if (!ok)
+		ct_dump_log(t);
+	assert_true(ok);
+	/* The others were not touched. */
+	assert_true(ct_wait_converged(t, 0, keep, keep, 30000));
+	st = ct_stop(t, SIGTERM);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CtWorld w;
+	assert_true(ct_world(t, &w));
+	assert_int_equal(w.count[i], 0);
+	assert_int_equal(w.total, keep);
+	assert_int_equal(ct_side_effect(t, "pve.destroy"), destroys + 1);
+	assert_int_equal(ct_sql_int(t, "SELECT count(*) FROM zlh.allocations", NULL), keep);
+	assert_int_equal(ct_max_per_uid(t), 1);
+	fprintf(stderr, "# crash at %s while deleting: gone after the restart\n", pair);
+}
+
+static void crash_pairs(CtTestMode mode, const char *const *pairs, const char *const *delete_pairs)
 {
 	CT t;
 	const char *sim_args[] = {"--nodes", "2", "--task-ms", "150", NULL};
 	ct_setup(&t, mode, sim_args,
 	         "workers: 2, resync: 2s, lease: 2s, drain_timeout: 5s, "
 	         "rate: {proxmox: 2000}");
-	for (int i = 0; pairs[i]; i++)
+	int i = 0;
+	for (; pairs[i]; i++)
 		crash_pair(&t, i, pairs[i]);
+	/* Earlier servers stay: a deletion crash must not touch them. */
+	for (int k = 0; delete_pairs && delete_pairs[k]; k++)
+		crash_delete_pair(&t, i + k, i, delete_pairs[k]);
 	ct_teardown(&t);
 }
 
@@ -512,7 +572,11 @@ static void container__crash_points_create_mode__one_container(void **state)
 	(void)state;
 	static const char *const all[] = {"create:intent", "create:call", "create:handle",
 	                                  "create:done", NULL};
-	crash_pairs(CTT_CREATE, all);
+	static const char *const del_sample[] = {"destroy:call", NULL};
+	static const char *const del_all[] = {"stop:intent",    "stop:call",      "stop:handle",
+	                                      "stop:done",      "destroy:intent", "destroy:call",
+	                                      "destroy:handle", "destroy:done",   NULL};
+	crash_pairs(CTT_CREATE, all, crash_all() ? del_all : del_sample);
 }
 
 static void container__crash_points_clone_mode__one_container(void **state)
@@ -524,7 +588,7 @@ static void container__crash_points_clone_mode__one_container(void **state)
 	    "config:intent", "config:call",   "config:done",  "resize:intent",
 	    "resize:call",   "resize:handle", "resize:done",  "start:intent",
 	    "start:call",    "start:handle",  "start:done",   NULL};
-	crash_pairs(CTT_CLONE, crash_all() ? all : sample);
+	crash_pairs(CTT_CLONE, crash_all() ? all : sample, NULL);
 }
 
 int main(int argc, char **argv)
