@@ -29,6 +29,27 @@
  * (a retry after a failed task: "#<attempt>"), reboot
  * "<uid>:reboot:<restartAtMs>:<inc>", every other operation
  * "<uid>:<op>:r:<inc>" with a new attempt once the previous one completed.
+ * The create/clone intent is written by the allocation's transaction
+ * (alloc_take); start/create/clone/reboot intents carry {"restartAtMs"} so
+ * that the restart they satisfy is recorded as honoured when they complete.
+ *
+ * Capacity (container_gate.c): a task action is emitted only when the
+ * node has a free task slot (max_tasks_per_node) and, for a clone, the
+ * template is free (one clone at a time per template); otherwise the plan
+ * asks to be looked at again when the server's turn in the queue is likely.
+ * Waiting costs neither a Proxmox call nor a status write. The act takes
+ * the slot (and the runtime's task_slot_acquire) before the intent and
+ * holds it until the task's completion is recorded.
+ *
+ * Clocks: the journal's times are the database's; the list's time is
+ * converted with the skew measured in each observe_server.
+ *
+ * What the plan does not see: a create/clone intent written in this lease
+ * term whose call this process never sent (the allocation wrote it, the
+ * server then waited for a slot) is left out of the journal rows given to
+ * the plan, so a deletion does not wait out call_grace for a call that
+ * cannot land. Converged servers complete open operations whose outcome
+ * was lost (step "settle"); RELEASE_ALLOCATION completes all of them.
  *
  * Test hooks (environment): none besides ZLH_CRASH_AT (lib/crash.h). */
 #pragma once
