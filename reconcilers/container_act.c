@@ -365,17 +365,11 @@ static int act_wait_task(Ctx *x, const CtAction *a)
 		return fail(x, r, "polling task %s: %s", a->upid, perr.message);
 	x->res->snapshot_updated = true;
 	int64_t age = op ? x->o->view.db_now_ms - op->updated_ms : 0; /* since the call */
+	int64_t next = ct_task_polled(x->env->state, a->op, a->upid, ts.running, age);
 	if (ts.running) {
-		/* Poll again after a quarter of the task's age so far: short
-		 * tasks are seen soon after they end, long ones cost few polls. */
-		int64_t d = age / 4;
-		d = d < CT_POLL_MIN_MS / 4 ? CT_POLL_MIN_MS / 4
-		    : d > CT_POLL_MAX_MS   ? CT_POLL_MAX_MS
-		                           : d;
-		x->res->requeue_after_ms = d;
+		x->res->requeue_after_ms = next;
 		return 0;
 	}
-	ct_task_seen_done(x->env->state, a->op, age);
 	x->o->task = ts;
 	x->o->has_task = true;
 	snprintf(x->o->task_upid, sizeof x->o->task_upid, "%s", a->upid);

@@ -287,36 +287,54 @@ int64_t ct_gate_pending(CtState *st, const char *uid)
 	return wait;
 }
 
-void ct_task_seen_done(CtState *st, CtOpType t, int64_t age_ms)
+static uint64_t upid_hash(const char *s)
 {
-	if (t < 0 || t >= _CT_OP_MAX || age_ms <= 0)
-		return;
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+/* The first poll's delay follows the tasks' duration from both sides: a
+ * task found done at its first poll moves the next first poll earlier, one
+ * found still running moves it later. It settles around the typical
+ * duration (about half the tasks take one poll, the rest two). */
+int64_t ct_task_polled(CtState *st, CtOpType t, const char *upid, bool running, int64_t age_ms)
+{
+	if (t < 0 || t >= _CT_OP_MAX || !upid)
+		return CT_POLL_MIN_MS;
+	uint64_t h = upid_hash(upid);
 	pthread_mutex_lock(&st->lock);
-	st->done_age[t][st->n_done_age[t]++ % 16] = age_ms;
+	bool seen = false;
+	for (size_t i = 0; i < 64 && i < st->n_polled; i++)
+		seen = seen || st->polled[i] == h;
+	int64_t *fp = &st->first_poll[t];
+	if (!seen) {
+		int64_t cur = *fp ? *fp : CT_POLL_MIN_MS;
+		if (running) {
+			cur = cur * 11 / 10 + 1;
+			if (cur < age_ms)
+				cur = age_ms;
+			st->polled[st->n_polled++ % 64] = h;
+		} else {
+			cur = cur * 85 / 100;
+		}
+		*fp = cur < CT_POLL_MIN_MS / 4 ? CT_POLL_MIN_MS / 4 : cur > 60000 ? 60000 : cur;
+	}
 	pthread_mutex_unlock(&st->lock);
+	/* Running: it ends soon after its age so far, or so it seems. */
+	int64_t d = seen ? age_ms / 4 : age_ms / 8;
+	return d < CT_POLL_MIN_MS / 6 ? CT_POLL_MIN_MS / 6
+	       : d > CT_POLL_MAX_MS   ? CT_POLL_MAX_MS
+	                              : d;
 }
 
 int64_t ct_task_first_poll(CtState *st, CtOpType t)
 {
 	if (t < 0 || t >= _CT_OP_MAX)
 		return CT_POLL_MIN_MS;
-	int64_t v[16];
 	pthread_mutex_lock(&st->lock);
-	size_t n = st->n_done_age[t] < 16 ? st->n_done_age[t] : 16;
-	memcpy(v, st->done_age[t], n * sizeof *v);
+	int64_t d = st->first_poll[t];
 	pthread_mutex_unlock(&st->lock);
-	if (n < 4)
-		return CT_POLL_MIN_MS;
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
-			int64_t x = v[j];
-			v[j] = v[j - 1];
-			v[j - 1] = x;
-		}
-	/* Just before most tasks of this type were seen done: one poll
-	 * usually suffices; a running one is looked at again soon. */
-	int64_t d = v[n / 4] * 9 / 10;
-	return d < CT_POLL_MIN_MS / 3 ? CT_POLL_MIN_MS / 3
-	       : d > CT_POLL_MAX_MS   ? CT_POLL_MAX_MS
-	                              : d;
+	return d ? d : CT_POLL_MIN_MS;
 }

@@ -36,10 +36,11 @@ typedef struct CtState {
 	size_t n_gates;
 	int64_t (*sent)[2]; /* {op id, mono ms}: create/clone calls this process sent */
 	size_t n_sent;
-	/* Per operation type, the task ages (ms after the call) at which polls
-	 * saw tasks finished: the first poll of the next one is timed by them. */
-	int64_t done_age[_CT_OP_MAX][16];
-	size_t n_done_age[_CT_OP_MAX];
+	/* Per operation type, when to poll a new task first (ms after the
+	 * call; 0 = not learned yet), and the tasks polled once already. */
+	int64_t first_poll[_CT_OP_MAX];
+	uint64_t polled[64]; /* hashes of UPIDs seen running (ring) */
+	size_t n_polled;
 	json_t *orphans; /* "vmid" -> kind, reported */
 } CtState;
 
@@ -129,9 +130,9 @@ void ct_gates_free(CtState *st);
 /* The hostname prefix of the default hostname ("mc-paper-", "dev-"). */
 void ct_hostname_prefix(const RuntimeServer *srv, char *buf, size_t n);
 
-/* Task timing: record the age at which a poll saw a task of type t done;
- * the delay of the first poll after a call. */
-void ct_task_seen_done(CtState *st, CtOpType t, int64_t age_ms);
+/* Task timing: a poll of upid (type t) saw it running or done; returns
+ * when to poll again (running). The delay of the first poll after a call. */
+int64_t ct_task_polled(CtState *st, CtOpType t, const char *upid, bool running, int64_t age_ms);
 int64_t ct_task_first_poll(CtState *st, CtOpType t);
 
 /* A create/clone call of op id is about to be sent (or was): its intent
