@@ -387,16 +387,18 @@ static inline void ct_teardown(CT *t)
 
 /* --- servers ------------------------------------------------------------------------------- */
 
-/* Applies server i (name s<i>); extra: JSON object merged into spec (or NULL). */
-static inline void ct_apply(CT *t, int i, const char *spec_extra)
+/* Applies server i (name s<i>) of kind "GameServer" or "DevServer"; extra:
+ * JSON object merged into spec (or NULL). */
+static inline void ct_apply_kind(CT *t, int i, const char *kind, const char *spec_extra)
 {
 	assert_true(i < CT_MAX_SERVERS);
 	snprintf(t->name[i], sizeof t->name[i], "s%03d", i);
-	json_t *doc =
-	    json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:{s:i, s:i, s:i}}}", "apiVersion",
-	              "zlh.dev/v1", "kind", "GameServer", "metadata", "name", t->name[i], "owner",
-	              t->owner, "spec", "variant", "paper", "version", "1.21.4", "resources",
-	              "cores", 1, "memoryMiB", 1024, "diskGiB", 8);
+	bool dev = strcmp(kind, "DevServer") == 0;
+	json_t *doc = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:{s:i, s:i, s:i}}}",
+	                        "apiVersion", "zlh.dev/v1", "kind", kind, "metadata", "name",
+	                        t->name[i], "owner", t->owner, "spec", dev ? "runtime" : "variant",
+	                        dev ? "node" : "paper", "version", dev ? "22" : "1.21.4",
+	                        "resources", "cores", 1, "memoryMiB", 1024, "diskGiB", 8);
 	assert_non_null(doc);
 	if (spec_extra) {
 		json_t *x = json_loads(spec_extra, 0, NULL);
@@ -413,6 +415,11 @@ static inline void ct_apply(CT *t, int i, const char *spec_extra)
 	json_decref(doc);
 	if (i >= t->n)
 		t->n = i + 1;
+}
+
+static inline void ct_apply(CT *t, int i, const char *spec_extra)
+{
+	ct_apply_kind(t, i, "GameServer", spec_extra);
 }
 
 static inline void ct_delete(CT *t, int i)

@@ -340,8 +340,9 @@ static void container__foreign_in_range__never_touched(void **state)
 	    json_string_value(json_object_get(json_object_get(cfg0, "data"), "digest"));
 	assert_non_null(digest0);
 	int64_t seq = ct_log_seq(&t);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 2; i++)
 		ct_apply(&t, i, NULL);
+	ct_apply_kind(&t, 2, "DevServer", NULL);
 	ct_apply(&t, 3, "{\"deletionPolicy\": \"Orphan\"}");
 	ct_start(&t, NULL);
 	bool ok = ct_wait_converged(&t, 0, 4, 4, 30000);
@@ -354,6 +355,19 @@ static void container__foreign_in_range__never_touched(void **state)
 		assert_string_equal(node, "pve2");
 	}
 	int64_t orphan_vmid = vmid_of(&t, 3);
+	/* The DevServer clone got nesting and its default hostname. */
+	char dpath[128];
+	snprintf(dpath, sizeof dpath, "/nodes/pve2/lxc/%" PRId64 "/config", vmid_of(&t, 2));
+	json_t *dcfg = NULL;
+	assert_int_equal(ct_pve(&t, "GET", dpath, NULL, &dcfg), 200);
+	json_t *dd = json_object_get(dcfg, "data");
+	const char *features = json_string_value(json_object_get(dd, "features"));
+	assert_non_null(features);
+	assert_non_null(strstr(features, "nesting=1"));
+	char dhost[64];
+	snprintf(dhost, sizeof dhost, "dev-%" PRId64, vmid_of(&t, 2));
+	assert_string_equal(json_string_value(json_object_get(dd, "hostname")), dhost);
+	json_decref(dcfg);
 	/* Deleting the servers must not touch it either; the Orphan one is
 	 * left running without our tags. */
 	for (int i = 0; i < 4; i++)
