@@ -14,7 +14,7 @@
 static int n_servers(void)
 {
 	int64_t n = ct_env_int("ZLH_ITEST_SERVERS", 20);
-	return n < 1 ? 1 : n > CT_MAX_SERVERS ? CT_MAX_SERVERS : (int)n;
+	return n < 5 ? 5 : n > CT_MAX_SERVERS ? CT_MAX_SERVERS : (int)n; /* scenarios use 0..4 */
 }
 
 static int64_t vmid_of(CT *t, int i)
@@ -115,6 +115,29 @@ static bool stopped_cond(void *ctx)
 	    "WHERE st.uid = $1::uuid AND c->>'type' = 'ContainerReady' AND c->>'status' = 'True'",
 	    sw->t->uid[sw->i]);
 	return st && strcmp(st, "Stopped") == 0;
+}
+
+typedef struct HostWait {
+	CT *t;
+	int i;
+	const char *hostname;
+} HostWait;
+
+static bool hostname_cond(void *ctx)
+{
+	HostWait *hw = ctx;
+	_cleanup_json_ json_t *st = ct_sim_get(hw->t, "/_sim/state");
+	size_t k;
+	json_t *c;
+	json_array_foreach(json_object_get(st, "containers"), k, c)
+	{
+		const char *uid = json_string_value(json_object_get(c, "uid"));
+		const char *h =
+		    json_string_value(json_object_get(json_object_get(c, "config"), "hostname"));
+		if (uid && strcmp(uid, hw->t->uid[hw->i]) == 0)
+			return h && strcmp(h, hw->hostname) == 0;
+	}
+	return false;
 }
 
 /* Create mode, one controller through the whole life of N servers. */
@@ -233,6 +256,19 @@ static void container__create_mode__converge_steady_recreate_repair_delete(void 
 	assert_true(ct_wait_converged(&t, 0, n, n, 30000));
 	assert_int_equal(ct_side_effect(&t, "pve.start"), starts + 1);
 	assert_int_equal(ct_side_effect(&t, "pve.reboot"), reboots + 1);
+	assert_int_equal(ct_max_per_uid(&t), 1);
+
+	/* spec.hostname changed: the allocation follows, the container is renamed. */
+	ct_apply(&t, 4, "{\"hostname\": \"renamed-04\"}");
+	HostWait hw = {&t, 4, "renamed-04"};
+	ok = tu_wait_until(hostname_cond, &hw, 30000);
+	if (!ok)
+		ct_dump_log(&t);
+	assert_true(ok);
+	_cleanup_free_ char *ah =
+	    ct_sql_text(&t, "SELECT hostname FROM zlh.allocations WHERE uid = $1::uuid", t.uid[4]);
+	assert_non_null(ah);
+	assert_string_equal(ah, "renamed-04");
 	assert_int_equal(ct_max_per_uid(&t), 1);
 
 	/* Delete everything: containers gone, allocations free, rows removed. */
