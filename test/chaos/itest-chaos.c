@@ -70,6 +70,12 @@
 /* A bug this suite found and reported; the short form (make check) prints it
  * instead of failing, the full form (make chaos) fails on it. Remove once
  * fixed. */
+#define KNOWN_BUG_STOP_DEGRADES                                                       \
+	"SIGTERM writes a false Degraded status: while draining, the rate limiter "   \
+	"refuses (stopping), reconcilers/backup.c observe_server takes that refusal " \
+	"for a failed agent call (BackupsHealthy AgentUnreachable) and the runtime "  \
+	"writes the plan's status, so the server in flight at the stop is left "      \
+	"Degraded until the next controller's pass"
 #define KNOWN_BUG_FINAL_BACKUP                                                          \
 	"final backup skipped: the runtime (controller/loop.c) adds a reconciler's "    \
 	"finalizer only before that reconciler's first performed action, and deletion " \
@@ -126,7 +132,7 @@ typedef struct Chaos {
 	/* reconcilers present */
 	bool rec_container, rec_agent, rec_backup, rec_proxy, rec_dns;
 	/* figures */
-	int kills, kills_leader, dual_steps, velocity_restarts, self_deaths;
+	int kills, kills_leader, freezes, dual_steps, velocity_restarts, self_deaths;
 	int64_t t_apply, t_conv1, t_last_kill1, t_change, t_conv2, t_last_kill2, t_heal, t_all;
 	int64_t t_start;
 	int64_t flaps; /* Ready True -> not True transitions seen while converging */
@@ -511,7 +517,7 @@ static bool observe(void)
 				ready = strcmp(jstr(c, "status"), "True") == 0;
 		}
 		ready = ready && s->obs_gen == s->gen && s->gen > 0;
-		if (s->ready && !ready) {
+		if (s->ready && !ready && !s->deleted) {
 			C.flaps++;
 			json_array_foreach(json_object_get(st, "conditions"), m, c)
 			{
@@ -778,6 +784,7 @@ static int64_t wait_converged(WaitKind kind, const char *what, int64_t timeout_m
 {
 	int64_t t0 = now_ms(), deadline = t0 + timeout_ms * C.slow;
 	int64_t interval = C.full ? 700 : 300;
+	int64_t next_progress = t0 + 15000;
 	Buf why = BUF_INIT;
 	for (;;) {
 		ctl_check_alive();
@@ -820,6 +827,17 @@ static int64_t wait_converged(WaitKind kind, const char *what, int64_t timeout_m
 			int64_t ms = now_ms() - t0;
 			fprintf(stderr, "# %s: converged after %.1f s\n", what, secs(ms));
 			return now_ms();
+		}
+		if (now_ms() >= next_progress) {
+			/* What a slow convergence waits for (figures, not a failure). */
+			const char *first = why.data ? why.data : "";
+			fprintf(stderr,
+			        "# %s: after %.0f s: %d not ready, %d differences, %" PRId64
+			        " journal rows open; first: %.*s\n",
+			        what, secs(now_ms() - t0), not_ready, bad, open,
+			        (int)strcspn(first + strspn(first, " "), "\n"),
+			        first + strspn(first, " "));
+			next_progress = now_ms() + 15000;
 		}
 		if (now_ms() > deadline) {
 			char title[256];
@@ -887,6 +905,40 @@ static void wait_leader(void)
 /* kills SIGKILLs at seeded random moments; two controllers run from kill
  * index dual_from to dual_to (exclusive); Velocity restarts before kill
  * index vel_at (-1: never). Returns the time of the last kill. */
+/* Freezes the leader (SIGSTOP) until the other controller took the lease,
+ * then lets it run again (SIGCONT): a deposed leader that resumes must make
+ * no stale call and no stale write (DESIGN.md section 7, rule 5). */
+static void freeze_leader(void)
+{
+	pid_t lp = leader_pid();
+	int li = lp == C.ctl[0].pid ? 0 : lp == C.ctl[1].pid ? 1 : -1;
+	if (li < 0 || !C.ctl[0].running || !C.ctl[1].running)
+		return;
+	Proc *frozen = &C.ctl[li], *other = &C.ctl[1 - li];
+	kill(frozen->pid, SIGSTOP);
+	C.freezes++;
+	int64_t t0 = now_ms(), deadline = t0 + 60000 * C.slow;
+	while (leader_pid() != other->pid) {
+		ctl_check_alive();
+		if (!other->running || now_ms() > deadline) {
+			kill(frozen->pid, SIGCONT);
+			Buf why = BUF_INIT;
+			(void)!buf_printf(&why, "  froze slot %d (pid %d); slot %d %s\n", li,
+			                  (int)frozen->pid, 1 - li,
+			                  other->running ? "never took the lease" : "died");
+			fatal("no takeover from a frozen leader", &why);
+		}
+		msleep(50);
+	}
+	int64_t took = now_ms() - t0;
+	pace(rng_range(0, 1500));
+	kill(frozen->pid, SIGCONT);
+	fprintf(stderr,
+	        "# freeze %d: SIGSTOP the leader (slot %d) for %.1f s; slot %d took over after "
+	        "%.1f s\n",
+	        C.freezes, li, secs(now_ms() - t0), 1 - li, secs(took));
+}
+
 static int64_t chaos_schedule(int kills, int dual_from, int dual_to, int vel_at)
 {
 	int64_t last = now_ms();
@@ -902,6 +954,10 @@ static int64_t chaos_schedule(int kills, int dual_from, int dual_to, int vel_at)
 		if (k == vel_at)
 			velocity_restart();
 		ctl_check_alive();
+		if (want == 2 && rng_range(0, 99) < 40) {
+			freeze_leader();
+			pace(rng_range(C.pace_lo, C.pace_hi));
+		}
 		int victim;
 		if (C.ctl[0].running && C.ctl[1].running) {
 			pid_t lp = leader_pid();
@@ -1177,13 +1233,11 @@ static void print_object(const char *title, json_t *o)
 	fprintf(stderr, "%s\n", n ? "" : " none");
 }
 
-static void final_checks(void)
+/* Every remaining server Ready at its generation (prints those that are
+ * not): the count; *ret_remaining, *ret_changed_ok (changed ones Ready at
+ * generation 2) when not NULL. */
+static int count_ready(int *ret_remaining, int *ret_changed, int *ret_changed_ok)
 {
-	_cleanup_json_ json_t *stats = sim_get("/_sim/stats");
-	if (!stats)
-		fatal("GET /_sim/stats failed", NULL);
-
-	/* Every remaining server Ready at its generation. */
 	if (!observe())
 		fatal("zlhctl get -o json failed", NULL);
 	int remaining = 0, ready = 0, changed_ok = 0, changed = 0;
@@ -1202,11 +1256,43 @@ static void final_checks(void)
 			changed_ok += ok && s->gen == 2;
 		}
 	}
-	check(ready == remaining, "every remaining server Ready: %d of %d", ready, remaining);
-	check(changed_ok == changed,
-	      "every changed server Ready at generation 2 (observedGeneration == generation): "
-	      "%d of %d",
-	      changed_ok, changed);
+	if (!ready || ready != remaining)
+		sql_print(
+		    "not Ready",
+		    "SELECT s.owner || '/' || s.name, st.phase, (SELECT string_agg(c->>'type' "
+		    "|| '=' || (c->>'status') || ' ' || (c->>'reason') || ': ' || "
+		    "(c->>'message'), '; ') FROM jsonb_array_elements(st.conditions) c WHERE "
+		    "c->>'status' <> 'True') FROM zlh.servers s JOIN zlh.server_status st "
+		    "USING (uid) WHERE st.phase <> 'Ready' ORDER BY 1",
+		    20);
+	if (ret_remaining)
+		*ret_remaining = remaining;
+	if (ret_changed)
+		*ret_changed = changed;
+	if (ret_changed_ok)
+		*ret_changed_ok = changed_ok;
+	return ready;
+}
+
+static void final_checks(void)
+{
+	_cleanup_json_ json_t *stats = sim_get("/_sim/stats");
+	if (!stats)
+		fatal("GET /_sim/stats failed", NULL);
+
+	/* After the clean stop: a stop must not change what the status says. */
+	int remaining = 0, changed = 0;
+	int ready = count_ready(&remaining, &changed, NULL);
+	if (ready != remaining && !C.full) {
+		fprintf(stderr,
+		        "\n!!!! KNOWN BUG (reported, not failing the short form): after SIGTERM "
+		        "%d of %d servers still Ready.\n!!!! %s\n\n",
+		        ready, remaining, KNOWN_BUG_STOP_DEGRADES);
+	} else {
+		check(ready == remaining,
+		      "a clean stop leaves every status as it was: %d of %d still Ready", ready,
+		      remaining);
+	}
 
 	/* The world matches exactly: nothing missing, nothing leaked. */
 	Buf why = BUF_INIT;
@@ -1343,8 +1429,10 @@ static void final_checks(void)
 	        C.n_srv, games, C.n_srv - remaining, changed, remaining);
 	fprintf(stderr,
 	        "# kills: %d SIGKILLs (%d of the leader), %d controller starts, %d schedule steps "
-	        "with two controllers, %" PRId64 " lease epochs; velocity restarts: %d\n",
-	        C.kills, C.kills_leader, C.starts, C.dual_steps, lease_epoch, C.velocity_restarts);
+	        "with two controllers, %d leader freezes (SIGSTOP until the standby took "
+	        "over), %" PRId64 " lease epochs; velocity restarts: %d\n",
+	        C.kills, C.kills_leader, C.starts, C.dual_steps, C.freezes, lease_epoch,
+	        C.velocity_restarts);
 	print_object("faults injected", json_object_get(stats, "faults"));
 	print_object("side effects", json_object_get(stats, "side_effects"));
 	fprintf(stderr, "# duplicates (high-water per kind):");
@@ -1352,9 +1440,10 @@ static void final_checks(void)
 		fprintf(stderr, " %s=%" JSON_INTEGER_FORMAT, kinds[k],
 		        json_integer_value(json_object_get(json_object_get(max, kinds[k]), "max")));
 	fprintf(stderr, "\n# leaks: %d; open journal rows: %" PRId64 "\n", bad, open);
-	fprintf(stderr, "# requests: %" JSON_INTEGER_FORMAT " total;",
-	        json_integer_value(json_object_get(json_object_get(stats, "requests"), "total")));
-	print_object("by system", json_object_get(json_object_get(stats, "requests"), "by_system"));
+	char reqs[96];
+	snprintf(reqs, sizeof reqs, "requests (%" JSON_INTEGER_FORMAT " in all) by system",
+	         json_integer_value(json_object_get(json_object_get(stats, "requests"), "total")));
+	print_object(reqs, json_object_get(json_object_get(stats, "requests"), "by_system"));
 	fprintf(stderr,
 	        "# time to converge: %.1f s for %d servers (last kill at %.1f s); after delete "
 	        "+ change: %.1f s (last kill at %.1f s); all Ready at once after the faults were "
@@ -1479,6 +1568,17 @@ int main(void)
 	if (sim_send("DELETE", "/_sim/faults", NULL) != 200)
 		fatal("DELETE /_sim/faults failed", NULL);
 	C.t_all = wait_converged(W_ALL, "healed (faults cleared)", C.full ? 300000 : 90000);
+
+	/* With the controllers running, faults cleared: every remaining
+	 * server Ready at its generation (the heal wait saw it at one
+	 * instant; read once more through zlhctl). */
+	int remaining = 0, changed = 0, changed_ok = 0;
+	int ready = count_ready(&remaining, &changed, &changed_ok);
+	check(ready == remaining, "every remaining server Ready: %d of %d", ready, remaining);
+	check(changed_ok == changed,
+	      "every changed server Ready at generation 2 (observedGeneration == generation): "
+	      "%d of %d",
+	      changed_ok, changed);
 
 	/* Clean stops: every controller exits 0 on SIGTERM within its drain. */
 	for (int s = 0; s < 2; s++) {
