@@ -13,6 +13,9 @@
  * N1   deleting                                  none                       F Deleting / F Deleting
  * N2   spec.power stopped                        none (no call at all)      T Stopped / T Stopped
  * W1   ContainerReady not True+Running, or no ip none (no call at all)      F WaitingForContainer (both) / wait
+ * W0   it was Ready, GET /health or /status (or  none                       T Ready "re-checking" / T if
+ *      /ready, S3) failed, failing for less                                 delivered else F Provisioning /
+ *      than unreachable_grace (hysteresis)                                  recheck
  * W2   GET /health failed                        EVENT AgentUnreachable     F Unreachable / U Unreachable / wait
  *                                                when it was Ready
  * W3   GET /status failed or unreadable          none                       U StatusUnavailable (both) / wait
@@ -70,6 +73,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +93,8 @@ void recon_agent_settings_init(AgSettings *s)
 	    .retry_base_ms = 10000,
 	    .retry_max_ms = 600000,
 	    .start_interval_ms = 60000,
+	    .unreachable_grace_ms = 3000,
+	    .recheck_ms = 1000,
 	};
 }
 
@@ -293,6 +299,25 @@ static int codeserver_rows(Ctx *c, const AgOp *p, bool *ret_pending, char *note,
 	                   "code-server %s", want ? "start" : "stop");
 }
 
+/* W0: the agent was Ready and one probe failed: keep Ready a moment and
+ * look again soon (hysteresis). */
+static void still_ready(Ctx *c, const char *why, bool delivered)
+{
+	const AgInput *in = c->in;
+	const AgSettings *s = &in->settings;
+	plan_condition(c->plan, COND_AGENT_READY, COND_TRUE, "Ready",
+	               "ready; the last probe failed (%s), re-checking", why ? why : "?");
+	if (delivered)
+		plan_condition(c->plan, COND_PROVISIONED, COND_TRUE, "Provisioned",
+		               "configuration %s installed", c->h8);
+	else
+		plan_condition(c->plan, COND_PROVISIONED, COND_FALSE, "Provisioning",
+		               "configuration %s not delivered yet; the agent does not answer",
+		               c->h8);
+	int64_t left = s->unreachable_grace_ms - in->failing_for_ms;
+	plan_requeue_after(c->plan, left < s->recheck_ms ? (left > 0 ? left : 1) : s->recheck_ms);
+}
+
 /* S rows: the payload is delivered; the agent's state decides. */
 static int state_rows(Ctx *c, const AgOp *p)
 {
@@ -338,6 +363,9 @@ static int state_rows(Ctx *c, const AgOp *p)
 				if (r < 0)
 					return r;
 			}
+		} else if (!in->ready_ok && in->failing && reason_is(in->stored_reason, "Ready") &&
+		           in->failing_for_ms < s->unreachable_grace_ms) { /* W0 (/ready) */
+			still_ready(c, in->ready_error, true);
 		} else { /* S3 */
 			plan_condition(plan, COND_AGENT_READY, COND_FALSE, "NotReady",
 			               "running, not ready: %s",
@@ -441,6 +469,15 @@ int recon_agent_plan_input(const AgInput *in, Plan *plan)
 		return both(&c, COND_FALSE, "WaitingForContainer",
 		            "waiting for the container to run");
 	}
+	const AgOp *p = in->prov && in->prov->id > 0 ? in->prov : NULL;
+	bool delivered =
+	    p && p->step == JOURNAL_STEP_DONE && in->hash && strcmp(p->hash, in->hash) == 0;
+	bool suspect = in->failing && reason_is(in->stored_reason, "Ready") &&
+	               in->failing_for_ms < s->unreachable_grace_ms;
+	if (suspect && (!in->probed || !in->healthy || !in->status_ok)) { /* W0 */
+		still_ready(&c, !in->healthy ? in->health_error : in->status_error, delivered);
+		return 0;
+	}
 	if (!in->probed || !in->healthy) { /* W2 */
 		snprintf(msg, sizeof msg, "the agent at %s does not answer: %s", in->ip,
 		         in->health_error ? in->health_error : "not probed");
@@ -464,7 +501,6 @@ int recon_agent_plan_input(const AgInput *in, Plan *plan)
 	}
 
 	const AgentStatus *st = &in->status;
-	const AgOp *p = in->prov && in->prov->id > 0 ? in->prov : NULL;
 	bool same = p && strcmp(p->hash, in->hash) == 0;
 
 	if (op_open(p) && !same) { /* P1 */
@@ -547,6 +583,76 @@ static const CondType agent_conditions[] = {COND_AGENT_READY, COND_PROVISIONED, 
 static bool agent_enabled(const Config *cfg)
 {
 	return cfg && cfg->agent.enabled;
+}
+
+/* Per-process state: since when each server's probes have been failing
+ * (monotonic ms). Only failing servers have an entry. */
+typedef struct FailEntry {
+	char uid[37];
+	int64_t since_ms;
+} FailEntry;
+
+typedef struct AgentProc {
+	pthread_mutex_t lock;
+	FailEntry *fails;
+	size_t n, cap;
+} AgentProc;
+
+#define AGENT_FAILS_MAX 100000
+
+static int agent_init(const Config *cfg, void **ret_state)
+{
+	(void)cfg;
+	AgentProc *p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	*ret_state = p;
+	return 0;
+}
+
+static void agent_done(void *state)
+{
+	AgentProc *p = state;
+	if (!p)
+		return;
+	pthread_mutex_destroy(&p->lock);
+	free(p->fails);
+	free(p);
+}
+
+/* Records this pass's probe outcome of uid; returns how long its probes
+ * have been failing (0: the first failure, or none). */
+static int64_t fail_track(AgentProc *p, const char *uid, bool failing, int64_t now)
+{
+	if (!p)
+		return 0;
+	int64_t d = 0;
+	pthread_mutex_lock(&p->lock);
+	size_t i = 0;
+	while (i < p->n && strcmp(p->fails[i].uid, uid) != 0)
+		i++;
+	if (!failing) {
+		if (i < p->n)
+			p->fails[i] = p->fails[--p->n];
+	} else if (i < p->n) {
+		d = now - p->fails[i].since_ms;
+	} else if (p->n < AGENT_FAILS_MAX) {
+		if (p->n == p->cap) {
+			size_t cap = p->cap ? p->cap * 2 : 16;
+			FailEntry *f = realloc(p->fails, cap * sizeof *f);
+			if (f) {
+				p->fails = f;
+				p->cap = cap;
+			}
+		}
+		if (p->n < p->cap) {
+			snprintf(p->fails[p->n].uid, sizeof p->fails[p->n].uid, "%s", uid);
+			p->fails[p->n++].since_ms = now;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return d > 0 ? d : 0;
 }
 
 static int agent_worker_init(const Config *cfg, void *state, void **ret_wstate)
@@ -646,6 +752,45 @@ static void count(RecEnv *env, const char *method, const AgentError *e, int r)
 	rec_count_call(env, "agent", method, e->http_status ? e->http_status : r < 0 ? 0 : 200);
 }
 
+typedef enum Probe {
+	PROBE_HEALTH,
+	PROBE_STATUS,
+	PROBE_READY,
+} Probe;
+
+/* One GET of the agent, after a token of the "agent" rate limit (the cap
+ * on concurrent agent polls), tried once more at once when it failed
+ * quickly (a reset connection, a 5xx): one lost packet or one failing
+ * request should not flip AgentReady. A timeout is not tried again (a
+ * hung agent would hold the worker twice as long). -ECANCELED when the
+ * controller is stopping. */
+static int probe(RecEnv *env, AgentWorker *w, const char *ip, Probe what, AgentObs *o,
+                 AgentError *e)
+{
+	int r = -EIO;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (rec_rate_wait(env, "agent") < 0)
+			return -ECANCELED;
+		*e = (AgentError){.retry_after_s = -1};
+		long st;
+		if (what == PROBE_HEALTH) {
+			r = agentapi_health(w->client, ip, e);
+			st = r < 0 ? e->http_status : 200;
+		} else if (what == PROBE_STATUS) {
+			r = agentapi_status(w->client, ip, &o->status, e);
+			st = r < 0 ? e->http_status : 200;
+		} else {
+			r = agentapi_ready(w->client, ip, &o->ready, e);
+			st = r < 0 ? e->http_status : o->ready.ready ? 200 : 503;
+		}
+		rec_count_call(env, "agent", "GET", st);
+		bool transient = r == -ECONNRESET || r == -EREMOTEIO || r == -EAGAIN || r == -EIO;
+		if (r >= 0 || !transient)
+			break;
+	}
+	return r;
+}
+
 static int agent_observe_server(RecEnv *env, const RuntimeServer *srv, const void *snapshot,
                                 void **ret_obs)
 {
@@ -690,49 +835,47 @@ static int agent_observe_server(RecEnv *env, const RuntimeServer *srv, const voi
 		journal_ops_free(ops, n);
 	}
 	if (srv->deleting || !power_running(srv) || !container_running(srv) || !w) {
+		fail_track(env->state, srv->uid, false, 0);
 		*ret_obs = TAKE_PTR(o);
 		return 0;
 	}
 
-	/* /health, then /status, then /ready: each a token of the agent rate
-	 * limit (the cap on concurrent agent polls). */
+	/* /health, then /status, then /ready. */
 	o->probed = true;
-	AgentError e = {.retry_after_s = -1};
-	if (rec_rate_wait(env, "agent") < 0)
-		return -ECANCELED;
-	r = agentapi_health(w->client, srv->ip, &e);
-	count(env, "GET", &e, r);
+	AgentError e;
+	r = probe(env, w, srv->ip, PROBE_HEALTH, o, &e);
+	if (r == -ECANCELED)
+		return r;
 	if (r < 0) {
 		snprintf(o->health_error, sizeof o->health_error, "%s", e.message);
+		o->failing = true;
+		o->failing_for_ms = fail_track(env->state, srv->uid, true, now_mono_ms());
 		*ret_obs = TAKE_PTR(o);
 		return 0;
 	}
 	o->healthy = true;
-	if (rec_rate_wait(env, "agent") < 0)
-		return -ECANCELED;
-	e = (AgentError){.retry_after_s = -1};
-	r = agentapi_status(w->client, srv->ip, &o->status, &e);
-	count(env, "GET", &e, r);
+	r = probe(env, w, srv->ip, PROBE_STATUS, o, &e);
+	if (r == -ECANCELED)
+		return r;
 	if (r < 0) {
 		snprintf(o->status_error, sizeof o->status_error, "%s", e.message);
+		o->failing = true;
+		o->failing_for_ms = fail_track(env->state, srv->uid, true, now_mono_ms());
 		*ret_obs = TAKE_PTR(o);
 		return 0;
 	}
 	o->status_ok = true;
 	if (o->status.state == AGENT_STATE_RUNNING) {
-		if (rec_rate_wait(env, "agent") < 0)
-			return -ECANCELED;
-		e = (AgentError){.retry_after_s = -1};
-		r = agentapi_ready(w->client, srv->ip, &o->ready, &e);
-		rec_count_call(env, "agent", "GET",
-		               r < 0            ? e.http_status
-		               : o->ready.ready ? 200
-		                                : 503);
+		r = probe(env, w, srv->ip, PROBE_READY, o, &e);
+		if (r == -ECANCELED)
+			return r;
 		if (r < 0)
 			snprintf(o->ready_error, sizeof o->ready_error, "%s", e.message);
 		else
 			o->ready_ok = true;
 	}
+	o->failing = !o->status_ok || (o->status.state == AGENT_STATE_RUNNING && !o->ready_ok);
+	o->failing_for_ms = fail_track(env->state, srv->uid, o->failing, now_mono_ms());
 	*ret_obs = TAKE_PTR(o);
 	return 0;
 }
@@ -769,6 +912,8 @@ static int plan_common(const Config *cfg, const RuntimeServer *srv, const void *
 	    .ready_ok = obs->ready_ok,
 	    .ready = obs->ready,
 	    .ready_error = obs->ready_error,
+	    .failing = obs->failing,
+	    .failing_for_ms = obs->failing_for_ms,
 	    .prov = obs->has_prov ? &obs->prov : NULL,
 	    .cs = obs->has_cs ? &obs->cs : NULL,
 	    .start = obs->has_start ? &obs->start : NULL,
@@ -1024,6 +1169,8 @@ const Reconciler recon_agent = {
     .conditions = agent_conditions,
     .uses_finalizer = false,
     .enabled = agent_enabled,
+    .init = agent_init,
+    .done = agent_done,
     .worker_init = agent_worker_init,
     .worker_done = agent_worker_done,
     .observe = agent_observe,

@@ -7,6 +7,8 @@
  *
  * How the runtime drives it:
  *   observe         nothing shared (a stub snapshot holding the time)
+ *   init            per-process state: since when each server's agent probes
+ *                   have been failing (hysteresis, AgSettings.unreachable_grace_ms)
  *   observe_server  the store (incarnation and the database clock: one
  *                   query; the latest provision / codeserver / agent-start
  *                   operation of this incarnation: one query), and - only
@@ -52,7 +54,7 @@
 #include "reconcilers/agentapi.h"
 
 extern const Reconciler recon_agent;
-/* #define ZLH_HAVE_RECON_AGENT 1  (enabled once integration-tested) */
+#define ZLH_HAVE_RECON_AGENT 1
 
 typedef struct AgSettings {
 	/* Waiting (container, install, readiness, an unreachable agent):
@@ -67,6 +69,11 @@ typedef struct AgSettings {
 	int64_t retry_max_ms; /* 10 min */
 	/* At most one POST /start per this long (a stopped workload). */
 	int64_t start_interval_ms; /* 60 s */
+	/* An agent that was Ready and stops answering stays Ready (re-checked
+	 * every recheck_ms) until its probes have failed this long: one lost
+	 * reply does not flip Ready, unregister it or page anyone. */
+	int64_t unreachable_grace_ms; /* 3 s */
+	int64_t recheck_ms; /* 1 s */
 } AgSettings;
 
 void recon_agent_settings_init(AgSettings *s);
@@ -108,7 +115,12 @@ typedef struct AgInput {
 	const char *status_error;
 	bool ready_ok; /* GET /ready answered (ready or not) */
 	AgentReadiness ready;
-	const char *ready_error;
+	const char *ready_error; /* /ready did not answer */
+	/* The probes failed (health, status, or /ready without an answer)
+	 * in this pass; failing_for_ms: since the first failure of the current
+	 * run of failures (0 on the first). Kept per process. */
+	bool failing;
+	int64_t failing_for_ms;
 
 	/* the journal, this incarnation (NULL: none) */
 	const AgOp *prov; /* latest "provision" */
@@ -157,6 +169,8 @@ typedef struct AgentObs {
 	int64_t db_now_ms;
 	int64_t incarnation;
 	bool probed, healthy, status_ok, ready_ok;
+	bool failing;
+	int64_t failing_for_ms;
 	AgentStatus status;
 	AgentReadiness ready;
 	char health_error[256], status_error[256], ready_error[256];

@@ -11,8 +11,9 @@
  * Covered: the client's routes and auth; one provisioning through the
  * acts up to Ready, then passes without any POST (request log); a spec
  * change posts exactly once more; a re-made container (new incarnation)
- * and an agent that lost its configuration are provisioned again; an
- * unreachable or hanging agent is a condition within bounded time; a
+ * and an agent that lost its configuration are provisioned again; a
+ * hanging agent costs a bounded pass, one failed probe keeps Ready for a
+ * grace, an unreachable agent is a condition (never an error); a
  * crashed agent is reported with one event and never restarted; a
  * DevServer's code-server follows spec.codeServer; no call without the
  * lease; ZLH_CRASH_AT at every step of "provision" converges with one
@@ -560,8 +561,9 @@ static void remade_container__new_incarnation__provisioned_again(void **state)
 	drive_ready(&g_rec, t.s, 15000);
 	/* the container is lost and made again (RECREATE bumps the incarnation) */
 	pve_delete_oob(t.vmid);
-	APass p = apass(&g_rec, t.s);
-	assert_string_equal(p.ready.reason, "Unreachable");
+	APass p = apass(&g_rec, t.s); /* one failed probe: still Ready, re-checking */
+	assert_string_equal(p.ready.reason, "Ready");
+	assert_non_null(strstr(p.ready.message, "re-checking"));
 	assert_int_equal(p.mutating, 0);
 	int64_t inc = 0, inc2 = 0;
 	StoreError err = {0};
@@ -603,17 +605,28 @@ static void unreachable_and_hang__conditions_bounded(void **state)
 	(void)state;
 	TSrv t = game_new("1.21.4");
 	drive_ready(&g_rec, t.s, 15000);
-	agent_mode(t.ip, "down");
+	/* hang: accepted, never answered: the pass is bounded by the poll
+	 * timeout, and one failed probe keeps Ready (re-checked soon) */
+	agent_mode(t.ip, "hang");
 	APass p = apass(&g_rec, t.s);
-	assert_string_equal(p.ready.reason, "Unreachable");
+	assert_true(p.ms < 5000);
+	assert_string_equal(p.ready.reason, "Ready");
+	assert_non_null(strstr(p.ready.message, "re-checking"));
+	assert_true(p.requeue_after_ms > 0 && p.requeue_after_ms <= 1000);
+	assert_int_equal(p.failed_r, 0);
+	/* down: Unreachable once the failures outlast the grace, never an
+	 * error of the pass, one event */
+	agent_mode(t.ip, "down");
+	int ev0 = g_hooks.events;
+	p = drive_reason(&g_rec, t.s, "Unreachable", 10000);
 	assert_int_equal(p.failed_r, 0);
 	assert_int_equal(p.mutating, 0);
+	assert_true(p.ms < 2000);
+	assert_int_equal(g_hooks.events, ev0 + 1);
 	assert_string_equal(g_hooks.last_event_reason, "AgentUnreachable");
 	assert_true(p.requeue_after_ms >= 500);
-	assert_true(p.ms < 2000);
 	/* growing delay while it stays unreachable (the waited time is from
 	 * lastTransitionTime, moved back here instead of sleeping) */
-	set_cond(t.s, "AgentReady", "False", "Unreachable", "");
 	size_t i;
 	json_t *c;
 	char past[40];
@@ -624,12 +637,9 @@ static void unreachable_and_hang__conditions_bounded(void **state)
 			json_object_set_new(c, "lastTransitionTime", json_string(past));
 	}
 	APass p2 = apass(&g_rec, t.s);
+	assert_string_equal(p2.ready.reason, "Unreachable");
 	assert_true(p2.requeue_after_ms > p.requeue_after_ms);
-	/* hang: accepted, never answered: bounded by the poll timeout */
-	agent_mode(t.ip, "hang");
-	APass p3 = apass(&g_rec, t.s);
-	assert_string_equal(p3.ready.reason, "Unreachable");
-	assert_true(p3.ms < 5000);
+	assert_int_equal(g_hooks.events, ev0 + 1);
 	agent_mode(t.ip, "normal");
 	drive_ready(&g_rec, t.s, 15000);
 	assert_string_equal(g_hooks.last_event_reason, "AgentRecovered");

@@ -212,6 +212,58 @@ static void plan__agent_unreachable__condition_event_once(void **state) /* W2 */
 	plan_clear(&pl);
 }
 
+static void plan__was_ready_one_probe_failed__stays_ready_rechecks(void **state) /* W0 */
+{
+	(void)state;
+	AgOp p = prov_op(1, JOURNAL_STEP_DONE, g_hash, NULL);
+	AgInput in = base(&p);
+	in.healthy = false;
+	in.status_ok = false;
+	in.health_error = "Connection reset by peer";
+	in.failing = true;
+	in.failing_for_ms = 0;
+	Plan pl = run(&in);
+	assert_int_equal(pl.n_actions, 0); /* no event, nothing */
+	cond_is(&pl, COND_AGENT_READY, COND_TRUE, "Ready");
+	assert_non_null(strstr(pl.conditions[COND_AGENT_READY].message, "re-checking"));
+	cond_is(&pl, COND_PROVISIONED, COND_TRUE, "Provisioned");
+	assert_int_equal(pl.requeue_after_ms, 1000);
+	plan_clear(&pl);
+	/* 2.5 s into the failures: re-check when the grace ends */
+	in.failing_for_ms = 2500;
+	pl = run(&in);
+	cond_is(&pl, COND_AGENT_READY, COND_TRUE, "Ready");
+	assert_int_equal(pl.requeue_after_ms, 500);
+	plan_clear(&pl);
+	/* past the grace: Unreachable with its event (W2) */
+	in.failing_for_ms = 3000;
+	pl = run(&in);
+	cond_is(&pl, COND_AGENT_READY, COND_FALSE, "Unreachable");
+	assert_non_null(find(&pl, "event"));
+	plan_clear(&pl);
+	/* /status failing, /health fine: the same */
+	in.healthy = true;
+	in.status_error = "HTTP 500: boom";
+	in.failing_for_ms = 100;
+	pl = run(&in);
+	cond_is(&pl, COND_AGENT_READY, COND_TRUE, "Ready");
+	plan_clear(&pl);
+	/* /ready unanswered while running */
+	in.status_ok = true;
+	in.ready_ok = false;
+	in.ready_error = "Operation timed out";
+	pl = run(&in);
+	cond_is(&pl, COND_AGENT_READY, COND_TRUE, "Ready");
+	assert_non_null(strstr(pl.conditions[COND_AGENT_READY].message, "timed out"));
+	plan_clear(&pl);
+	/* not Ready before: no grace */
+	in.stored_reason = "Starting";
+	in.healthy = false;
+	pl = run(&in);
+	cond_is(&pl, COND_AGENT_READY, COND_FALSE, "Unreachable");
+	plan_clear(&pl);
+}
+
 static void plan__status_unavailable__unknown(void **state) /* W3 */
 {
 	(void)state;
@@ -908,6 +960,7 @@ int main(void)
 	    cmocka_unit_test(plan__power_stopped__true_stopped_no_calls),
 	    cmocka_unit_test(plan__container_not_running__waits_growing),
 	    cmocka_unit_test(plan__agent_unreachable__condition_event_once),
+	    cmocka_unit_test(plan__was_ready_one_probe_failed__stays_ready_rechecks),
 	    cmocka_unit_test(plan__status_unavailable__unknown),
 	    cmocka_unit_test(plan__invalid_spec__failed),
 	    cmocka_unit_test(plan__new_container__provisions),
