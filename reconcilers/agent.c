@@ -1039,7 +1039,7 @@ static int act_provision(RecEnv *env, const RuntimeServer *srv, const AgentObs *
 	if (r < 0 && r != -EALREADY)
 		return act_fail(res, r, "provision: journal done: %s", serr.message);
 	crash_point("provision", CRASH_STEP_DONE);
-	rec_event(env, srv, "Normal", "Provisioning",
+	rec_event(env, srv, "Normal", "ConfigDelivered",
 	          "configuration %.8s delivered to the agent (%s)", hash, why ? why : "");
 	AgSettings s;
 	recon_agent_settings_init(&s);
