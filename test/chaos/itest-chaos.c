@@ -820,8 +820,19 @@ static int64_t wait_converged(WaitKind kind, const char *what, int64_t timeout_m
 			PQclear(res);
 		}
 		int64_t open = kind == W_ALL ? journal_open() : 0;
-		if (open > 0)
-			(void)!buf_printf(&why, "  %" PRId64 " journal rows still open\n", open);
+		if (open > 0) {
+			(void)!buf_printf(&why, "  %" PRId64 " journal rows still open:", open);
+			PGresult *res = PQexec(
+			    C.conn, "SELECT action || ' ' || step || ' ' || idem_key || ' (' || "
+			            "round(extract(epoch FROM clock_timestamp() - updated_at)) || "
+			            " s)' FROM zlh.operations WHERE step IN ('intent', 'call', "
+			            "'handle') ORDER BY id LIMIT 5");
+			for (int r = 0;
+			     PQresultStatus(res) == PGRES_TUPLES_OK && r < PQntuples(res); r++)
+				(void)!buf_printf(&why, " %s;", PQgetvalue(res, r, 0));
+			PQclear(res);
+			(void)!buf_puts(&why, "\n");
+		}
 		if (ok && not_ready == 0 && bad == 0 && open == 0) {
 			buf_done(&why);
 			int64_t ms = now_ms() - t0;
