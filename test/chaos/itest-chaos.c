@@ -67,6 +67,14 @@
 
 #define MAX_SRV 1024
 
+/* Objects the controller did not make, in its ranges: never touched. */
+#define FOREIGN_VMID 5003
+#define FOREIGN_HOST "legacy-box"
+#define FOREIGN_MEMORY 2048
+#define FOREIGN_DNS_LABEL "www"
+#define FOREIGN_DNS_CONTENT "198.51.100.7"
+#define FOREIGN_DNS_COMMENT "managed by hand"
+
 /* A bug this suite found and reported; the short form (make check) prints it
  * instead of failing, the full form (make chaos) fails on it. Remove once
  * fixed. */
@@ -138,6 +146,7 @@ typedef struct Chaos {
 	int64_t flaps; /* Ready True -> not True transitions seen while converging */
 	int failures;
 	char closed_at[64]; /* database time the journal was last seen closed */
+	char foreign_dns_id[64];
 	int n_srv;
 	Srv srv[MAX_SRV];
 } Chaos;
@@ -558,6 +567,7 @@ static int world_check(Buf *why)
 		return bad;
 	}
 	static int ct[MAX_SRV], reg[MAX_SRV], a[MAX_SRV], srvrec[MAX_SRV];
+	int foreign_ct = 0, foreign_dns = 0;
 	memset(ct, 0, sizeof ct);
 	memset(reg, 0, sizeof reg);
 	memset(a, 0, sizeof a);
@@ -572,6 +582,21 @@ static int world_check(Buf *why)
 		int64_t vmid = json_integer_value(json_object_get(c, "vmid"));
 		const char *uid = jstr(c, "uid");
 		int i = srv_by_uid(uid);
+		if (json_is_true(json_object_get(c, "foreign"))) {
+			/* Not ours: never changed or deleted (rule 4). */
+			if (vmid == FOREIGN_VMID &&
+			    strcmp(jstr(c, "hostname"), FOREIGN_HOST) == 0 &&
+			    strcmp(jstr(c, "status"), "running") == 0 &&
+			    json_object_get(c, "lock") == json_null() &&
+			    json_integer_value(json_object_get(json_object_get(c, "config"),
+			                                       "memory")) == FOREIGN_MEMORY)
+				foreign_ct++;
+			else
+				NOTE("foreign container %" PRId64
+				     " was changed: %s, hostname %s, lock %s",
+				     vmid, jstr(c, "status"), jstr(c, "hostname"), jstr(c, "lock"));
+			continue;
+		}
 		if (i < 0) {
 			NOTE("stray container %" PRId64 " (uid '%s', hostname %s)", vmid, uid,
 			     jstr(c, "hostname"));
@@ -597,6 +622,9 @@ static int world_check(Buf *why)
 			NOTE("container %" PRId64 " of %s/%s, status says vmid %" PRId64, vmid,
 			     s->owner, s->name, s->vmid);
 	}
+
+	if (foreign_ct != 1)
+		NOTE("the foreign container %d is gone", FOREIGN_VMID);
 
 	bool lobby = false;
 	json_array_foreach(json_object_get(json_object_get(st, "velocity"), "servers"), k, c)
@@ -635,7 +663,15 @@ static int world_check(Buf *why)
 		const char *name = jstr(c, "name");
 		const char *type = jstr(c, "type");
 		if (strncmp(comment, "zlh:uid=", 8) != 0) {
-			NOTE("DNS record %s %s without our comment", type, name);
+			char www[160];
+			snprintf(www, sizeof www, "%s.%s", FOREIGN_DNS_LABEL, C.sim.zone_name);
+			if (strcmp(type, "A") == 0 && strcasecmp(name, www) == 0 &&
+			    strcmp(jstr(c, "content"), FOREIGN_DNS_CONTENT) == 0 &&
+			    strcmp(comment, FOREIGN_DNS_COMMENT) == 0)
+				foreign_dns++;
+			else
+				NOTE("DNS record %s %s (%s) without our comment", type, name,
+				     jstr(c, "content"));
 			continue;
 		}
 		int i = srv_by_uid(comment + 8);
@@ -667,6 +703,10 @@ static int world_check(Buf *why)
 			NOTE("DNS record %s %s of %s/%s, wanted %s", type, name, s->owner, s->name,
 			     want);
 	}
+
+	if (foreign_dns != 1)
+		NOTE("the foreign DNS record %s.%s was changed or deleted", FOREIGN_DNS_LABEL,
+		     C.sim.zone_name);
 
 	for (int i = 0; i < C.n_srv; i++) {
 		Srv *s = &C.srv[i];
@@ -1165,32 +1205,12 @@ static void setup(void)
 	}
 	HttpOptions ho = {.timeout_ms = 30000};
 	C.http = http_client_new(&ho);
-	char seed[32], task[16], err_rate[32], lost[32], lat[16], jit[16];
+	char seed[32], task[16];
 	snprintf(seed, sizeof seed, "%" PRIu64, C.seed);
 	snprintf(task, sizeof task, "%d", C.task_ms);
-	snprintf(err_rate, sizeof err_rate, "%.3f", C.error_rate);
-	snprintf(lost, sizeof lost, "%.3f", C.lost_rate);
-	snprintf(lat, sizeof lat, "%d", C.latency_ms);
-	snprintf(jit, sizeof jit, "%d", C.jitter_ms);
-	const char *sargs[] = {"--nodes",
-	                       "3",
-	                       "--seed",
-	                       seed,
-	                       "--task-ms",
-	                       task,
-	                       "--node-mem-mib",
-	                       "1048576",
-	                       "--node-cpus",
-	                       "512",
-	                       "--error-rate",
-	                       err_rate,
-	                       "--lost-rate",
-	                       lost,
-	                       "--latency-ms",
-	                       lat,
-	                       "--jitter-ms",
-	                       jit,
-	                       NULL};
+	/* Faults come once the foreign objects exist (below). */
+	const char *sargs[] = {"--nodes",        "3",       "--seed",      seed,  "--task-ms", task,
+	                       "--node-mem-mib", "1048576", "--node-cpus", "512", NULL};
 	char simlog[720];
 	snprintf(simlog, sizeof simlog, "%s/sim.log", C.dir);
 	r = simtest_start_log(&C.sim, sargs, 20000 * C.slow, simlog);
@@ -1200,6 +1220,53 @@ static void setup(void)
 	}
 	C.sim_up = true;
 	write_config();
+
+	/* A container in our VMID range and a DNS record in our zone that
+	 * nobody's controller made. */
+	char body[512];
+	snprintf(body, sizeof body,
+	         "{\"vmid\": %d, \"node\": \"pve2\", \"hostname\": \"%s\", \"memory\": %d, "
+	         "\"running\": true}",
+	         FOREIGN_VMID, FOREIGN_HOST, FOREIGN_MEMORY);
+	long st = sim_send("POST", "/_sim/pve/create-foreign", body);
+	char url[512];
+	snprintf(url, sizeof url, "%s/zones/%s/dns_records", C.sim.cf_url, C.sim.zone_id);
+	snprintf(body, sizeof body,
+	         "{\"type\": \"A\", \"name\": \"%s.%s\", \"content\": \"%s\", \"ttl\": 300, "
+	         "\"proxied\": false, \"comment\": \"%s\"}",
+	         FOREIGN_DNS_LABEL, C.sim.zone_name, FOREIGN_DNS_CONTENT, FOREIGN_DNS_COMMENT);
+	const char *headers[] = {C.sim.cf_auth, "Content-Type: application/json", NULL};
+	HttpResponse resp = {0};
+	int r2 = http_request(C.http, "POST", url, headers, body, strlen(body), true, &resp);
+	long dst = r2 < 0 ? r2 : resp.status;
+	if (dst == 200 && resp.body.data) {
+		_cleanup_json_ json_t *j = json_loads(resp.body.data, 0, NULL);
+		snprintf(C.foreign_dns_id, sizeof C.foreign_dns_id, "%s",
+		         jstr(json_object_get(j, "result"), "id"));
+	}
+	http_response_clear(&resp);
+	if (dst != 200) {
+		fprintf(stderr, "FAIL cannot make the foreign DNS record: %ld\n", dst);
+		exit(1);
+	}
+	if (st != 200) {
+		fprintf(stderr, "FAIL cannot make the foreign container: %ld\n", st);
+		exit(1);
+	}
+
+	/* Then the faults, on every system: the two rules zlh-sim's
+	 * --latency-ms/--jitter-ms/--error-rate and --lost-rate flags make
+	 * (lost responses on mutating calls only). */
+	snprintf(body, sizeof body,
+	         "[{\"system\": \"*\", \"latency_ms\": %d, \"jitter_ms\": %d, "
+	         "\"error_rate\": %.3f}, {\"system\": \"*\", \"method\": \"MUTATING\", "
+	         "\"lost_rate\": %.3f}]",
+	         C.latency_ms, C.jitter_ms, C.error_rate, C.lost_rate);
+	st = sim_send("POST", "/_sim/faults", body);
+	if (st != 200) {
+		fprintf(stderr, "FAIL POST /_sim/faults: %ld\n", st);
+		exit(1);
+	}
 }
 
 /* Which reconcilers the controller enabled (its startup log). */
@@ -1283,6 +1350,54 @@ static int count_ready(int *ret_remaining, int *ret_changed, int *ret_changed_ok
 	if (ret_changed_ok)
 		*ret_changed_ok = changed_ok;
 	return ready;
+}
+
+/* Mutating requests in the sim's request log that touched the foreign
+ * container or the foreign DNS record (the log holds every request of a
+ * run: --log-capacity 200000). */
+static int64_t foreign_touches_of(const char *system)
+{
+	char ct_path[64];
+	snprintf(ct_path, sizeof ct_path, "/lxc/%d", FOREIGN_VMID);
+	int64_t seq = 0, touched = 0;
+	for (;;) {
+		/* By system: the control endpoint logs these reads too. */
+		char path[160];
+		snprintf(path, sizeof path, "/_sim/requests?system=%s&limit=5000&since=%" PRId64,
+		         system, seq);
+		_cleanup_json_ json_t *r = sim_get(path);
+		if (!r)
+			return -1;
+		json_t *reqs = json_object_get(r, "requests");
+		if (!json_array_size(reqs))
+			return touched;
+		size_t k;
+		json_t *q;
+		json_array_foreach(reqs, k, q)
+		{
+			const char *m = jstr(q, "method"), *pth = jstr(q, "path");
+			const char *hit = strstr(pth, ct_path);
+			bool ct_hit =
+			    hit && (hit[strlen(ct_path)] == 0 || hit[strlen(ct_path)] == '/' ||
+			            hit[strlen(ct_path)] == '?');
+			bool dns_hit = C.foreign_dns_id[0] && strstr(pth, C.foreign_dns_id);
+			if (strcmp(m, "GET") != 0 && (ct_hit || dns_hit)) {
+				touched++;
+				fprintf(stderr, "#   %s %s %s -> %" JSON_INTEGER_FORMAT "\n",
+				        jstr(q, "system"), m, pth,
+				        json_integer_value(json_object_get(q, "status")));
+			}
+			int64_t sq = json_integer_value(json_object_get(q, "seq"));
+			if (sq > seq)
+				seq = sq;
+		}
+	}
+}
+
+static int64_t foreign_touches(void)
+{
+	int64_t a = foreign_touches_of("pve"), b = foreign_touches_of("cloudflare");
+	return a < 0 || b < 0 ? -1 : a + b;
 }
 
 static void final_checks(void)
@@ -1427,6 +1542,16 @@ static void final_checks(void)
 		}
 	}
 
+	int64_t touches = foreign_touches();
+	json_int_t lobby_gone = json_integer_value(
+	    json_object_get(json_object_get(stats, "side_effects"), "velocity.unregister_static"));
+	if (touches >= 0)
+		touches += lobby_gone;
+	check(touches == 0,
+	      "nothing the controller did not create was touched (foreign container %d, DNS "
+	      "record %s, the static lobby): %" PRId64 " mutating calls on them",
+	      FOREIGN_VMID, FOREIGN_DNS_LABEL, touches);
+
 	check(C.self_deaths == 0, "no controller died by itself: %d did", C.self_deaths);
 
 	/* Figures. */
@@ -1480,6 +1605,23 @@ static void final_checks(void)
 		fprintf(stderr, "#   flap cause %-50s %" PRId64 "\n", flap_key[i], flap_n[i]);
 }
 
+/* run-tests.sh's timeout (or ^C): the controllers run in their own process
+ * groups and the sim outlives us unless told; stop them, keep the logs. */
+static void on_signal(int sig)
+{
+	for (int s = 0; s < 2; s++)
+		if (C.ctl[s].running && C.ctl[s].pid > 0)
+			kill(C.ctl[s].pid, SIGKILL);
+	if (C.sim_up && C.sim.pid > 0)
+		kill(C.sim.pid, SIGTERM);
+	static const char msg[] = "\nFAIL itest-chaos interrupted; logs kept in ";
+	(void)!write(2, msg, sizeof msg - 1);
+	if (C.dir)
+		(void)!write(2, C.dir, strlen(C.dir));
+	(void)!write(2, "\n", 1);
+	_exit(128 + sig);
+}
+
 int main(void)
 {
 	setvbuf(stderr, NULL, _IOLBF, 0);
@@ -1488,6 +1630,9 @@ int main(void)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGHUP, on_signal);
 	http_global_init();
 	setup_form();
 	C.t_start = now_ms();
