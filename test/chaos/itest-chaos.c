@@ -105,6 +105,7 @@ typedef struct Srv {
 	int64_t gen, obs_gen, vmid;
 	bool ready, seen_ready;
 	char phase[16];
+	char waiting[160]; /* the conditions not True: "Type(Reason) ..." */
 	char hostname[72];
 	char ip[48];
 } Srv;
@@ -520,10 +521,16 @@ static bool observe(void)
 		bool ready = false;
 		size_t m;
 		json_t *c;
+		s->waiting[0] = 0;
 		json_array_foreach(json_object_get(st, "conditions"), m, c)
 		{
 			if (strcmp(jstr(c, "type"), "Ready") == 0)
 				ready = strcmp(jstr(c, "status"), "True") == 0;
+			else if (strcmp(jstr(c, "status"), "True") != 0) {
+				size_t l = strlen(s->waiting);
+				snprintf(s->waiting + l, sizeof s->waiting - l, "%s%s(%s)",
+				         l ? " " : "", jstr(c, "type"), jstr(c, "reason"));
+			}
 		}
 		ready = ready && s->obs_gen == s->gen && s->gen > 0;
 		if (s->ready && !ready && !s->deleted) {
@@ -844,10 +851,10 @@ static int64_t wait_converged(WaitKind kind, const char *what, int64_t timeout_m
 					(void)!buf_printf(
 					    &why,
 					    "  %s/%s not %s (phase %s, generation %" PRId64
-					    ", observed %" PRId64 ")\n",
+					    ", observed %" PRId64 "; %s)\n",
 					    s->owner, s->name,
 					    kind == W_SEEN ? "seen Ready" : "Ready", s->phase,
-					    s->gen, s->obs_gen);
+					    s->gen, s->obs_gen, s->waiting);
 			}
 		}
 		int bad = ok ? world_check(&why) : 1;
@@ -1642,6 +1649,13 @@ int main(void)
 	        C.full ? "full" : "short", C.seed, C.n, C.kills1, C.kills2, C.error_rate * 100,
 	        C.lost_rate * 100, C.latency_ms, C.jitter_ms, C.task_ms,
 	        C.create_mode ? "create" : "clone");
+	int64_t to = env_int("ZLH_TEST_TIMEOUT", 600);
+	if (C.full && to < 1500)
+		fprintf(stderr,
+		        "# note: test/run-tests.sh stops a test after ZLH_TEST_TIMEOUT=%" PRId64
+		        " s; the full form may need up to ~20 minutes on a busy machine: run "
+		        "ZLH_TEST_TIMEOUT=1800 make chaos\n",
+		        to);
 	setup();
 	fprintf(stderr, "# temp dir %s\n", C.dir);
 
