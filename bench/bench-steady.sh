@@ -43,7 +43,7 @@
 #
 # Environment: BENCH_N ("200 1000"), BENCH_PASSES (4), BENCH_RESYNC (auto, see
 # above), BENCH_WORKERS (8), BENCH_MODE (create|clone), BENCH_CONVERGE_S
-# (deadline per N, default 120 + N/4 s), KEEP=1 keeps the temp dir (logs).
+# (deadline per N, default 300 + N*N/4000 s), KEEP=1 keeps the temp dir.
 # Uses $ZLH_TEST_PG when set (a superuser conninfo), else starts a throwaway
 # PostgreSQL with test/pg.sh. Stops everything it started.
 set -euo pipefail
@@ -228,7 +228,8 @@ for n in "${NS[@]}"; do
 	[ -n "$ctl_pid" ] || start_controller
 
 	# Converge.
-	limit_s=${BENCH_CONVERGE_S:-$((120 + n / 4))}
+	# A batch converges in more than linear time (see the header).
+	limit_s=${BENCH_CONVERGE_S:-$((300 + n * n / 4000))}
 	t0=$(now_ms)
 	deadline=$((t0 + limit_s * 1000))
 	last_print=$t0
@@ -244,7 +245,8 @@ for n in "${NS[@]}"; do
 			exit 1
 		fi
 		if [ $((now - last_print)) -ge 10000 ]; then
-			echo "  ... $(((now - t0) / 1000)) s: $(phases)"
+			echo "  ... $(((now - t0) / 1000)) s: $(phases) (queue $(metric zlh_queue_depth | cut -d. -f1)," \
+				"lease epoch $(metric zlh_lease_epoch | cut -d. -f1))"
 			last_print=$now
 		fi
 		sleep 0.5
@@ -339,7 +341,9 @@ for n in "${NS[@]}"; do
 	echo "  controller memory: VmHWM $((hwm / 1024)) MB (peak so far), VmRSS $((rss / 1024)) MB"
 	dupl=$(jq -r '[.max | to_entries[] | "\(.key) \(.value.max)"] | join(", ")' "$tmp/stats1")
 	lost=$(awk '$1 ~ /^zlh_reconcile_total\{/ && $1 ~ /result="lost_lease"/ { s += $2 } END { print s + 0 }' "$tmp/metrics1")
-	echo "  sanity: most objects per identity ever (1 = no duplicate): $dupl; reconciles that lost the lease so far: $lost"
+	epoch=$(awk '$1 == "zlh_lease_epoch" { print $2 + 0 }' "$tmp/metrics1")
+	echo "  sanity: most objects per identity ever (1 = no duplicate): $dupl;" \
+		"reconciles that lost the lease so far: $lost; lease epoch $epoch (1 = never re-elected)"
 	recs=$(awk -v k="$k" '
 		$1 ~ /^zlh_reconcile_total\{/ {
 			split($1, a, "reconciler=\""); split(a[2], b, "\"")
