@@ -6,17 +6,20 @@
 # figures; asserts nothing about them.
 #
 #   bash bench/bench-reaction.sh
-#   BENCH_WRITES=200 BENCH_PACE_MS=150 BENCH_FLEET=10 BENCH_MODE=clone bash bench/bench-reaction.sh
+#   BENCH_WRITES=200 BENCH_PACE_MS=300 BENCH_FLEET=10 BENCH_MODE=clone bash bench/bench-reaction.sh
 #
 # How: zlh-sim (3 nodes, 10 ms tasks, 50 ms agents, --unknown-ms 0) and the
 # controller with every reconciler of the sim's config (resync 30 s, the
 # default; rate limits raised to 1000/s so a token bucket emptied by the
 # previous servers' convergence does not delay a new one); BENCH_FLEET
 # servers are converged first (phase Ready) and the controller is idle
-# (no Proxmox request for 1 s). A new server converges in about a second, so
-# at the default pace a write meets the controller busy with the previous
-# few, as a burst from the portal would; the 30 s resync pass falls inside
-# the writes once.
+# (no Proxmox request for 1 s). A new server converges in one to two
+# seconds, so at the default pace (300 ms) a write meets the controller
+# still busy with the previous few, as a burst from the portal would
+# (BENCH_PACE_MS=1000 for writes that find it nearly idle); the 30 s resync
+# pass falls inside the writes about twice, and the figures are also given
+# split by whether the commit fell inside a pass (from the controller's
+# metrics, polled every 50 ms).
 # One psql session runs a DO block that, BENCH_WRITES times, calls
 # zlh.apply_server for a new GameServer, COMMITs (the NOTIFY goes out at the
 # commit), records clock_timestamp() right after the COMMIT as the write's
@@ -34,7 +37,7 @@
 # are both CLOCK_REALTIME of this machine (microseconds resp. milliseconds;
 # the latency is rounded to whole ms, so 0 ms means under 1 ms).
 #
-# Environment: BENCH_WRITES (200), BENCH_PACE_MS (150), BENCH_FLEET (10),
+# Environment: BENCH_WRITES (200), BENCH_PACE_MS (300), BENCH_FLEET (10),
 # BENCH_TASK_MS (10), BENCH_MODE (clone|create), KEEP=1 keeps the temp dir.
 # Uses $ZLH_TEST_PG when set (a superuser conninfo), else starts a throwaway
 # PostgreSQL with test/pg.sh. Stops everything it started.
@@ -43,7 +46,7 @@ cd "$(dirname "$0")/.."
 B=${B:-build}
 BIN="$PWD/$B/bin"
 WRITES=${BENCH_WRITES:-200}
-PACE_MS=${BENCH_PACE_MS:-150}
+PACE_MS=${BENCH_PACE_MS:-300}
 FLEET=${BENCH_FLEET:-10}
 TASK_MS=${BENCH_TASK_MS:-10}
 MODE=${BENCH_MODE:-clone}
@@ -199,9 +202,10 @@ poll_pid=""
 # Pass intervals [start, end] in ms: start = the first sample that saw
 # resyncs_total go up (up to 50 ms late: moved 25 ms back), end = the next
 # zlh_last_pass_timestamp_seconds after it.
+# A pass still running at the last sample ends "then" (marked open).
 awk 'NR > 1 && $2 != r { s[++n] = $1 - 25 } { r = $2; e[NR] = $3 * 1000; t[NR] = $1 }
 	END { for (i = 1; i <= n; i++) { x = 0; for (j = 1; j <= NR; j++) if (e[j] > s[i]) { x = e[j]; break }
-		printf "%.0f %.0f\n", s[i], (x ? x : s[i] + 60000) } }' "$tmp/passes" >"$tmp/intervals"
+		printf "%.0f %.0f %s\n", s[i], (x ? x : t[NR]), (x ? "" : "open") } }' "$tmp/passes" >"$tmp/intervals"
 echo "$WRITES writes done in $write_ms ms"
 
 # Every new server's first clone/create, then let the fleet converge (bounded).
@@ -289,7 +293,7 @@ awk -v dir="$tmp" 'BEGIN { n = 0 } FNR == NR { s[n] = $1; e[n] = $2; n++; next }
 	{ inside = 0; for (i = 0; i < n; i++) if ($3 >= s[i] && $3 <= e[i]) inside = 1
 	  print $1 > (dir (inside ? "/lat_in" : "/lat_out")) }' \
 	"$tmp/intervals" "$tmp/lat" 2>/dev/null || true
-echo "resync passes during the writes (each requeues every server): $(awk '{ printf "%s%.0f ms long", (NR > 1 ? ", " : ""), $2 - $1 }' "$tmp/intervals")"
+echo "resync passes during the writes (each requeues every server): $(awk '{ printf "%s%.0f ms long%s", (NR > 1 ? ", " : ""), $2 - $1, ($3 == "open" ? " and still running after the last write" : "") }' "$tmp/intervals")"
 [ -s "$tmp/lat_out" ] && pct "  of which committed outside a resync pass" <"$tmp/lat_out"
 [ -s "$tmp/lat_in" ] && pct "  of which committed during a resync pass" <"$tmp/lat_in"
 pct "write (commit) -> clone/create intent in the journal (controller side; created_at = start of the intent transaction)" <"$tmp/lat_intent" 2>/dev/null || true
